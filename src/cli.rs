@@ -1,0 +1,378 @@
+//! The command line: parses arguments with clap, runs one command, prints what happened
+//! and turns the outcome into an exit code scripts can trust:
+//! 0 all done, 1 error (nothing or not everything could start), 2 partial (a source failed
+//! or some messages were deferred or failed; the rest went out and nothing was lost).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::edition::{DigestView, EssayView, ReplyView, ThreadView};
+use crate::pipeline::{self, DigestOutcome, Mode, SendOptions, SendReport};
+use crate::render::{DigestInfo, EditionInfo, MessageContext, Renderer, SiteInfo, SubscriberInfo};
+use crate::store::Store;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: an error stopped the command.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code: finished, but a source failed or some messages were not delivered.
+pub const EXIT_PARTIAL: u8 = 2;
+
+/// Gazette sends e-mail digests of a publication's new essays and reader replies.
+#[derive(Debug, Parser)]
+#[command(name = "gazette", version, about, long_about = None,
+    after_help = "Exit codes: 0 success; 1 error (bad config, template error, database trouble); \
+2 finished but a source failed or some messages were not delivered (they are kept for the next send).")]
+pub struct Cli {
+    /// Configuration file; relative paths inside it are resolved from its folder.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        default_value = "config.toml",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print only errors.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Gazette's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config and templates, listing every problem with file:line:column.
+    Check,
+    /// Gather, then make and deliver each digest's next edition (continuing unfinished ones first).
+    Send(SendArgs),
+    /// Fetch every source and store what is new, without sending anything.
+    Gather,
+    /// List past editions with their delivery counts.
+    Editions {
+        /// How many editions to show, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+/// Options of `gazette send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Only this digest.
+    #[arg(long, value_name = "NAME")]
+    pub digest: Option<String>,
+    /// Render everything and print a summary; write no database rows and no files.
+    #[arg(long, conflicts_with_all = ["preview", "to"])]
+    pub dry_run: bool,
+    /// Write each copy's .eml, .html and .txt into DIR for inspection; record nothing.
+    #[arg(long, value_name = "DIR", conflicts_with = "to")]
+    pub preview: Option<PathBuf>,
+    /// Send one test copy of each digest's next edition to ADDR; record nothing.
+    #[arg(long, value_name = "ADDR")]
+    pub to: Option<String>,
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.verbose, cli.quiet);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let code = match rt.block_on(dispatch(&cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_ERROR
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GAZETTE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("gazette={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
+    let config = match config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let say = |line: String| {
+        if !cli.quiet {
+            println!("{line}");
+        }
+    };
+    match &cli.command {
+        Command::Check => check(&config, say),
+        Command::Send(args) => send(&config, args, say).await,
+        Command::Gather => {
+            let mut store = Store::open(&config.state_path)?;
+            let outcomes = pipeline::gather(&config, &mut store, crate::time::now()).await?;
+            let mut failed = 0;
+            for g in &outcomes {
+                match &g.result {
+                    Ok(a) => say(format!(
+                        "source `{}`: {} new essays, {} new replies",
+                        g.source, a.essays, a.replies
+                    )),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: source `{}` failed: {e}", g.source);
+                    }
+                }
+            }
+            Ok(if failed > 0 { EXIT_PARTIAL } else { EXIT_OK })
+        }
+        Command::Editions { limit } => {
+            if !config.state_path.exists() {
+                say(format!(
+                    "No editions yet ({} does not exist).",
+                    config.state_path.display()
+                ));
+                return Ok(EXIT_OK);
+            }
+            let store = Store::open(&config.state_path)?;
+            let editions = store.editions(*limit)?;
+            if editions.is_empty() {
+                say("No editions yet.".into());
+            }
+            for e in editions {
+                let counts: Vec<String> = e
+                    .deliveries
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(s, n)| format!("{n} {s}"))
+                    .collect();
+                say(format!(
+                    "{} #{:<3} {}  {} essays, {} replies  {}{}",
+                    e.edition.digest,
+                    e.edition.number,
+                    e.edition.created_at.format("%Y-%m-%d %H:%M UTC"),
+                    e.essays,
+                    e.replies,
+                    if counts.is_empty() {
+                        "no deliveries".into()
+                    } else {
+                        counts.join(", ")
+                    },
+                    if e.edition.finished_at.is_none() {
+                        "  (unfinished)"
+                    } else {
+                        ""
+                    },
+                ));
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+async fn send(config: &Config, args: &SendArgs, say: impl Fn(String)) -> anyhow::Result<u8> {
+    let mode = if args.dry_run {
+        Mode::DryRun
+    } else if let Some(dir) = &args.preview {
+        Mode::Preview(dir.clone())
+    } else if let Some(to) = &args.to {
+        match config::parse_address(to) {
+            Ok(a) => Mode::TestTo(a),
+            Err(e) => {
+                eprintln!("error: --to {to:?} is not a valid e-mail address ({e})");
+                return Ok(EXIT_ERROR);
+            }
+        }
+    } else {
+        Mode::Deliver
+    };
+    let report = pipeline::send(
+        config,
+        &SendOptions {
+            digest: args.digest.clone(),
+            mode: mode.clone(),
+        },
+    )
+    .await?;
+    print_report(&report, &mode, &say);
+    Ok(if report.failed_sources() > 0 || report.undelivered() > 0 {
+        EXIT_PARTIAL
+    } else {
+        EXIT_OK
+    })
+}
+
+fn print_report(report: &SendReport, mode: &Mode, say: &impl Fn(String)) {
+    for g in &report.gathered {
+        match &g.result {
+            Ok(a) => say(format!(
+                "Gathered `{}`: {} new essays, {} new replies.",
+                g.source, a.essays, a.replies
+            )),
+            Err(e) => eprintln!(
+                "error: source `{}` failed, its items will come in a later edition: {e}",
+                g.source
+            ),
+        }
+    }
+    let verb = match mode {
+        Mode::Deliver => "sent",
+        Mode::DryRun => "would send",
+        Mode::Preview(_) => "previewed",
+        Mode::TestTo(_) => "sent test copy",
+    };
+    for d in &report.digests {
+        match d {
+            DigestOutcome::NothingNew { digest, since } => say(format!(
+                "Digest `{digest}`: nothing new since {}; no edition sent.",
+                since.format("%Y-%m-%d %H:%M UTC")
+            )),
+            DigestOutcome::NoSubscribers { digest } => say(format!(
+                "Digest `{digest}`: no active subscribers; no edition made (new items wait for the next one)."
+            )),
+            DigestOutcome::AlreadyCreated { digest } => say(format!(
+                "Digest `{digest}`: another Gazette process created this edition first; skipped."
+            )),
+            DigestOutcome::Delivered { digest, edition, resumed, essays, replies, tally, suppressed } => {
+                let label = if *edition == 0 { "test copy".to_owned() } else { format!("edition #{edition}") };
+                let mut line = format!(
+                    "Digest `{digest}` {label}{}: {essays} essays, {replies} replies; {verb} {}",
+                    if *resumed { " (resumed)" } else { "" },
+                    tally.sent,
+                );
+                if let Mode::Preview(dir) = mode {
+                    line.push_str(&format!(" into {}", dir.display()));
+                }
+                if tally.deferred > 0 {
+                    line.push_str(&format!(", {} deferred", tally.deferred));
+                }
+                if !tally.failed.is_empty() {
+                    line.push_str(&format!(", {} failed", tally.failed.len()));
+                }
+                if *suppressed > 0 {
+                    line.push_str(&format!(", {suppressed} suppressed"));
+                }
+                line.push('.');
+                say(line);
+                for (to, why) in &tally.failed {
+                    eprintln!("error: delivery to {to} failed: {why}");
+                }
+            }
+        }
+    }
+    if matches!(mode, Mode::DryRun) {
+        say("Dry run: nothing was recorded or written.".into());
+    }
+}
+
+fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8> {
+    let renderer = match Renderer::load(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let view = sample_view();
+    let site = SiteInfo {
+        name: config.site.name.clone(),
+        base_url: config.site.base_url.clone(),
+    };
+    let mut problems = 0;
+    for d in &config.digests {
+        let info = DigestInfo {
+            name: d.name.clone(),
+            title: d.title.clone(),
+        };
+        let edition = EditionInfo {
+            number: 1,
+            date: crate::store::ts(crate::time::now()),
+        };
+        let ctx = MessageContext {
+            site: &site,
+            digest: &info,
+            edition: &edition,
+            subscriber: SubscriberInfo {
+                name: Some("Sample Reader".into()),
+                email: "reader@example.org".into(),
+                timezone: d.timezone.name().to_owned(),
+            },
+            view: &view,
+            unsubscribe_url: crate::deliver::unsubscribe_mailto(&config.site, d),
+        };
+        if let Err(e) = renderer.render(d, &ctx) {
+            eprintln!("error: {e}");
+            problems += 1;
+        }
+    }
+    if problems > 0 {
+        return Ok(EXIT_ERROR);
+    }
+    say(format!(
+        "{} is valid: {} sources, {} digests, {} subscribers; templates in {} render.",
+        config.path.display(),
+        config.sources.len(),
+        config.digests.len(),
+        config.subscribers.len(),
+        renderer.dir().display()
+    ));
+    Ok(EXIT_OK)
+}
+
+/// Content that exercises every branch of a template: an essay, a thread with a nested
+/// reply and a reader with no name.
+fn sample_view() -> DigestView {
+    let when = "2026-01-01T08:00:00.000000Z".to_owned();
+    let essay = EssayView {
+        title: "A sample essay".into(),
+        author: Some("Sample Author".into()),
+        url: Some("https://example.org/sample/".into()),
+        published_at: when.clone(),
+        summary: Some("What a summary looks like.".into()),
+        content_html: "<p>The first paragraph of a sample essay.</p>".into(),
+    };
+    let reply = |author: Option<&str>, depth| ReplyView {
+        author: author.map(str::to_owned),
+        url: Some("https://example.org/sample/#reply-1".into()),
+        published_at: when.clone(),
+        content_html: "<p>A reader’s reply.</p>".into(),
+        depth,
+        answers_earlier: false,
+    };
+    DigestView {
+        essays: vec![essay.clone()],
+        threads: vec![ThreadView {
+            essay,
+            replies: vec![reply(Some("A Reader"), 0), reply(None, 1)],
+        }],
+        reply_count: 2,
+    }
+}

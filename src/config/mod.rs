@@ -1,0 +1,1011 @@
+//! Loads `config.toml` in two stages: the serde mirror in [`raw`], then validation into a
+//! typed [`Config`] whose cron schedules, time zones, mailboxes and URLs are already parsed.
+//!
+//! Validation collects *every* problem, each with file:line:column and the key in
+//! backticks, so an operator fixes them all in one pass. Nothing else re-reads the file.
+
+mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono_tz::Tz;
+use lettre::message::Mailbox;
+use lettre::Address;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use raw::{RawConfig, RawDigest, RawSource, RawSubscriber, S};
+
+/// Validated configuration; every path is already resolved against the config's directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from.
+    pub path: PathBuf,
+    /// The publication.
+    pub site: Site,
+    /// SQLite database file.
+    pub state_path: PathBuf,
+    /// Where messages go.
+    pub delivery: Delivery,
+    /// Where essays and replies come from.
+    pub sources: Vec<SourceConfig>,
+    /// The newsletters subscribers can receive.
+    pub digests: Vec<Digest>,
+    /// Subscribers listed in the file.
+    pub subscribers: Vec<Subscriber>,
+}
+
+/// The `[site]` table.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Publication name, shown in mail and in List-Id.
+    pub name: String,
+    /// Public address of the publication, without a trailing slash.
+    pub base_url: String,
+    /// Sender mailbox (display name and address).
+    pub from: Mailbox,
+    /// Optional Reply-To mailbox.
+    pub reply_to: Option<Mailbox>,
+    /// Default time zone for digests and subscribers.
+    pub timezone: Tz,
+    /// Directory holding template sets.
+    pub templates_dir: PathBuf,
+}
+
+/// The `[delivery]` table.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Write one .eml file per message into a directory.
+    Outbox {
+        /// The directory, created when needed.
+        dir: PathBuf,
+    },
+}
+
+/// One configured source, built from `[[source]]` by its `type`.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// A local folder of Markdown essays and TOML reply files.
+    Folder(FolderSourceConfig),
+}
+
+impl SourceConfig {
+    /// The source's unique name.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Folder(f) => &f.name,
+        }
+    }
+}
+
+/// `type = "folder"`.
+#[derive(Debug, Clone)]
+pub struct FolderSourceConfig {
+    /// Unique source name.
+    pub name: String,
+    /// The folder.
+    pub path: PathBuf,
+    /// Public URL under which essays are published (`<base_url>/<slug>/`).
+    pub base_url: String,
+}
+
+/// What a digest carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Include {
+    /// New essays.
+    pub essays: bool,
+    /// New reader replies.
+    pub replies: bool,
+}
+
+/// One `[[digest]]`.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    /// Unique digest name (also used in List-Id and file names).
+    pub name: String,
+    /// Human title; defaults to the name.
+    pub title: String,
+    /// When it goes out.
+    pub schedule: cron::Schedule,
+    /// The schedule as written, for display.
+    pub schedule_text: String,
+    /// Time zone the schedule is read in.
+    pub timezone: Tz,
+    /// Subject line, a Tera template string.
+    pub subject: String,
+    /// Template set name: a folder in the templates directory.
+    pub template: String,
+    /// Essays, replies or both.
+    pub include: Include,
+    /// Names of the sources it draws from.
+    pub sources: Vec<String>,
+    /// Send nothing when there is nothing new.
+    pub skip_if_empty: bool,
+    /// At most this many essays per edition (newest first).
+    pub max_essays: Option<usize>,
+    /// How far back the first edition reaches.
+    pub first_edition_lookback: chrono::Duration,
+}
+
+/// One `[[subscriber]]`.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// Normalised address (domain lower-cased).
+    pub email: Address,
+    /// Display name.
+    pub name: Option<String>,
+    /// Digests they receive.
+    pub digests: Vec<String>,
+    /// Their time zone, if not the digest's.
+    pub timezone: Option<Tz>,
+}
+
+/// One problem found in the configuration, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong and what to do, naming the key in backticks.
+    pub message: String,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read but has problems.
+    #[error("{}", ProblemList { path, problems })]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+struct ProblemList<'a> {
+    path: &'a Path,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{} has {n} problem{}:",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in self.problems {
+            write!(
+                f,
+                "\n  {}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                p.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config text as if it had been read from `path` (which anchors relative paths).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut v = Validator::new(text);
+    let config = v.run(path);
+    match config {
+        Some(c) if v.problems.is_empty() => Ok(c),
+        _ => {
+            v.problems.sort_by_key(|p| (p.line, p.column));
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems: v.problems,
+            })
+        }
+    }
+}
+
+/// One step of a key path, as serde_ignored reports it.
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+struct Validator<'t> {
+    text: &'t str,
+    problems: Vec<Problem>,
+}
+
+impl<'t> Validator<'t> {
+    fn new(text: &'t str) -> Self {
+        Validator {
+            text,
+            problems: Vec::new(),
+        }
+    }
+
+    fn at(&mut self, offset: usize, message: String) {
+        let (line, column) = line_col(self.text, offset);
+        self.problems.push(Problem {
+            line,
+            column,
+            message,
+        });
+    }
+
+    fn at_span<T>(&mut self, s: &Spanned<T>, message: String) {
+        self.at(s.span().start, message);
+    }
+
+    fn run(&mut self, path: &Path) -> Option<Config> {
+        let table = match DeTable::parse(self.text) {
+            Ok(t) => t,
+            Err(e) => {
+                let offset = e.span().map(|s| s.start).unwrap_or(0);
+                self.at(offset, format!("invalid TOML: {}", e.message().trim()));
+                return None;
+            }
+        };
+        let de = match toml::Deserializer::parse(self.text) {
+            Ok(d) => d,
+            Err(e) => {
+                let offset = e.span().map(|s| s.start).unwrap_or(0);
+                self.at(offset, format!("invalid TOML: {}", e.message().trim()));
+                return None;
+            }
+        };
+        let mut unknown: Vec<Vec<Seg>> = Vec::new();
+        let raw: Result<RawConfig, _> = serde_ignored::deserialize(de, |p| {
+            let mut segs = Vec::new();
+            collect_path(&p, &mut segs);
+            unknown.push(segs);
+        });
+        for segs in &unknown {
+            let (offset, dotted) = locate(table.get_ref(), segs);
+            let hint = self.suggest(segs);
+            self.at(offset, format!("unknown key `{dotted}`{hint}"));
+        }
+        let raw = match raw {
+            Ok(r) => r,
+            Err(e) => {
+                let offset = e.span().map(|s| s.start).unwrap_or(0);
+                self.at(offset, describe_serde_error(e.message()));
+                return None;
+            }
+        };
+        self.validate(raw, path)
+    }
+
+    fn suggest(&self, segs: &[Seg]) -> String {
+        let Some(Seg::Key(last)) = segs.last() else {
+            return String::new();
+        };
+        let section = segs.iter().find_map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        });
+        let known: &[&str] = match (section, segs.len()) {
+            (_, 1) => &[
+                "site",
+                "state",
+                "delivery",
+                "source",
+                "digest",
+                "subscriber",
+            ],
+            (Some("site"), _) => &[
+                "name",
+                "base_url",
+                "from",
+                "reply_to",
+                "timezone",
+                "templates",
+            ],
+            (Some("state"), _) => &["path"],
+            (Some("delivery"), _) => &["transport", "outbox"],
+            (Some("source"), _) => &["name", "type", "path", "base_url"],
+            (Some("digest"), _) => &[
+                "name",
+                "title",
+                "schedule",
+                "timezone",
+                "subject",
+                "template",
+                "include",
+                "sources",
+                "skip_if_empty",
+                "max_essays",
+                "first_edition_lookback",
+            ],
+            (Some("subscriber"), _) => &["email", "name", "digests", "timezone"],
+            _ => &[],
+        };
+        known
+            .iter()
+            .filter(|k| edit_distance(k, last) <= 2)
+            .min_by_key(|k| edit_distance(k, last))
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_else(|| format!("; known keys here: {}", known.join(", ")))
+    }
+
+    fn validate(&mut self, raw: RawConfig, path: &Path) -> Option<Config> {
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                dir.join(p)
+            }
+        };
+
+        let site_tz = match &raw.site.timezone {
+            Some(tz) => self.timezone(tz, "site.timezone").unwrap_or(Tz::UTC),
+            None => Tz::UTC,
+        };
+        let base_url = self.url(&raw.site.base_url, "site.base_url");
+        let from = self.mailbox(&raw.site.from, "site.from");
+        let reply_to = raw
+            .site
+            .reply_to
+            .as_ref()
+            .and_then(|r| self.mailbox(r, "site.reply_to"));
+        let templates_dir = resolve(
+            raw.site
+                .templates
+                .as_ref()
+                .map(|s| s.get_ref().as_str())
+                .unwrap_or("templates"),
+        );
+        if !templates_dir.is_dir() {
+            let offset = raw.site.templates.as_ref().map(|s| s.span().start);
+            self.at(
+                offset.unwrap_or(raw.site.name.span().start),
+                format!(
+                    "`site.templates`: template directory {} does not exist",
+                    templates_dir.display()
+                ),
+            );
+        }
+        let name = plain_line(raw.site.name.get_ref());
+        if name.is_empty() {
+            self.at_span(&raw.site.name, "`site.name` must not be empty".into());
+        }
+
+        let state_path = resolve(
+            raw.state
+                .path
+                .as_ref()
+                .map(|s| s.get_ref().as_str())
+                .unwrap_or("gazette.db"),
+        );
+
+        let delivery = self.delivery(&raw.delivery, &resolve);
+
+        let mut sources = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, s) in raw.sources.iter().enumerate() {
+            let key = format!("source[{i}]");
+            if !seen.insert(s.name.get_ref().to_lowercase()) {
+                self.at_span(
+                    &s.name,
+                    format!(
+                        "`{key}.name`: duplicate source name \"{}\"; names must be unique",
+                        s.name.get_ref()
+                    ),
+                );
+            }
+            if let Some(src) = self.source(s, &key, &resolve, base_url.as_deref()) {
+                sources.push(src);
+            }
+        }
+        let source_names: Vec<String> = raw
+            .sources
+            .iter()
+            .map(|s| s.name.get_ref().clone())
+            .collect();
+
+        let mut digests = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, d) in raw.digests.iter().enumerate() {
+            let key = format!("digest[{i}]");
+            if !seen.insert(d.name.get_ref().to_lowercase()) {
+                self.at_span(
+                    &d.name,
+                    format!(
+                        "`{key}.name`: duplicate digest name \"{}\"; names must be unique",
+                        d.name.get_ref()
+                    ),
+                );
+            }
+            if let Some(dg) = self.digest(d, &key, site_tz, &source_names, &templates_dir) {
+                digests.push(dg);
+            }
+        }
+        if raw.digests.is_empty() {
+            self.at(
+                0,
+                "no `[[digest]]` defined; add at least one digest with a `name` and `schedule`"
+                    .into(),
+            );
+        }
+        let digest_names: Vec<String> = raw
+            .digests
+            .iter()
+            .map(|d| d.name.get_ref().clone())
+            .collect();
+
+        let mut subscribers = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, s) in raw.subscribers.iter().enumerate() {
+            let key = format!("subscriber[{i}]");
+            if let Some(sub) = self.subscriber(s, &key, &digest_names) {
+                if !seen.insert(sub.email.to_string().to_lowercase()) {
+                    self.at_span(
+                        &s.email,
+                        format!(
+                            "`{key}.email`: {} is listed twice (addresses compare case-insensitively); merge the entries",
+                            sub.email
+                        ),
+                    );
+                } else {
+                    subscribers.push(sub);
+                }
+            }
+        }
+
+        Some(Config {
+            path: path.to_owned(),
+            site: Site {
+                name,
+                base_url: base_url?,
+                from: from?,
+                reply_to,
+                timezone: site_tz,
+                templates_dir,
+            },
+            state_path,
+            delivery: delivery?,
+            sources,
+            digests,
+            subscribers,
+        })
+    }
+
+    fn delivery(
+        &mut self,
+        raw: &raw::RawDelivery,
+        resolve: &dyn Fn(&str) -> PathBuf,
+    ) -> Option<Delivery> {
+        let outbox = resolve(
+            raw.outbox
+                .as_ref()
+                .map(|s| s.get_ref().as_str())
+                .unwrap_or("outbox"),
+        );
+        match raw.transport.as_ref().map(|t| (t, t.get_ref().as_str())) {
+            None | Some((_, "outbox")) => Some(Delivery::Outbox { dir: outbox }),
+            Some((t, "smtp")) => {
+                self.at_span(
+                    t,
+                    "`delivery.transport`: \"smtp\" is not available in this version yet; use \"outbox\"".into(),
+                );
+                None
+            }
+            Some((t, other)) => {
+                self.at_span(
+                    t,
+                    format!("`delivery.transport`: unknown transport \"{other}\"; expected \"outbox\" or \"smtp\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn source(
+        &mut self,
+        s: &RawSource,
+        key: &str,
+        resolve: &dyn Fn(&str) -> PathBuf,
+        site_url: Option<&str>,
+    ) -> Option<SourceConfig> {
+        let name = s.name.get_ref().trim().to_owned();
+        if name.is_empty() || name.contains(char::is_control) {
+            self.at_span(
+                &s.name,
+                format!("`{key}.name` must be a non-empty single line"),
+            );
+        }
+        match s.kind.get_ref().as_str() {
+            "folder" => {
+                let Some(path) = &s.path else {
+                    self.at_span(
+                        &s.kind,
+                        format!("`{key}.path` is required for a folder source: the directory holding essays"),
+                    );
+                    return None;
+                };
+                let dir = resolve(path.get_ref());
+                if !dir.is_dir() {
+                    self.at_span(
+                        path,
+                        format!("`{key}.path`: folder {} does not exist", dir.display()),
+                    );
+                }
+                let base_url = match &s.base_url {
+                    Some(u) => self.url(u, &format!("{key}.base_url"))?,
+                    None => site_url?.to_owned(),
+                };
+                Some(SourceConfig::Folder(FolderSourceConfig {
+                    name,
+                    path: dir,
+                    base_url,
+                }))
+            }
+            other => {
+                self.at_span(
+                    &s.kind,
+                    format!("`{key}.type`: unknown source type \"{other}\"; this version supports \"folder\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn digest(
+        &mut self,
+        d: &RawDigest,
+        key: &str,
+        site_tz: Tz,
+        sources: &[String],
+        templates_dir: &Path,
+    ) -> Option<Digest> {
+        let name = d.name.get_ref().trim().to_owned();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            self.at_span(
+                &d.name,
+                format!("`{key}.name`: \"{}\" must be non-empty and use only letters, digits, '-' and '_' (it appears in List-Id and file names)", d.name.get_ref()),
+            );
+        }
+        let schedule = match parse_schedule(d.schedule.get_ref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.at_span(
+                    &d.schedule,
+                    format!("`{key}.schedule`: invalid cron expression \"{}\": {e}; use 5 fields (min hour day month weekday), 6-7 fields with seconds, or @hourly/@daily/@weekly", d.schedule.get_ref()),
+                );
+                None
+            }
+        };
+        let timezone = match &d.timezone {
+            Some(tz) => self.timezone(tz, &format!("{key}.timezone")),
+            None => Some(site_tz),
+        };
+        let template = d
+            .template
+            .as_ref()
+            .map(|t| t.get_ref().clone())
+            .unwrap_or_else(|| "default".into());
+        for file in ["digest.html", "digest.txt"] {
+            let p = templates_dir.join(&template).join(file);
+            if templates_dir.is_dir() && !p.is_file() {
+                let offset = d
+                    .template
+                    .as_ref()
+                    .map(|t| t.span().start)
+                    .unwrap_or(d.name.span().start);
+                self.at(
+                    offset,
+                    format!(
+                        "`{key}.template`: template set \"{template}\" has no {file} (looked for {})",
+                        p.display()
+                    ),
+                );
+            }
+        }
+        let include = match d.include.as_ref().map(|i| i.get_ref().as_str()) {
+            None | Some("both") => Include {
+                essays: true,
+                replies: true,
+            },
+            Some("essays") => Include {
+                essays: true,
+                replies: false,
+            },
+            Some("replies") => Include {
+                essays: false,
+                replies: true,
+            },
+            Some(other) => {
+                let other = other.to_owned();
+                if let Some(i) = &d.include {
+                    self.at_span(
+                        i,
+                        format!("`{key}.include`: \"{other}\" is not one of \"essays\", \"replies\", \"both\""),
+                    );
+                }
+                Include {
+                    essays: true,
+                    replies: true,
+                }
+            }
+        };
+        let digest_sources = match &d.sources {
+            None => sources.to_vec(),
+            Some(list) => {
+                for s in list.get_ref() {
+                    if !sources.iter().any(|k| k == s.get_ref()) {
+                        self.at_span(
+                            s,
+                            format!(
+                                "`{key}.sources`: unknown source \"{}\"; defined sources: {}",
+                                s.get_ref(),
+                                quoted_list(sources)
+                            ),
+                        );
+                    }
+                }
+                list.get_ref().iter().map(|s| s.get_ref().clone()).collect()
+            }
+        };
+        let max_essays = match &d.max_essays {
+            None => None,
+            Some(m) if *m.get_ref() >= 1 => usize::try_from(*m.get_ref()).ok(),
+            Some(m) => {
+                self.at_span(
+                    m,
+                    format!("`{key}.max_essays` must be at least 1 (leave it out for no limit)"),
+                );
+                None
+            }
+        };
+        let lookback = match &d.first_edition_lookback {
+            None => Some(chrono::Duration::days(7)),
+            Some(l) => match humantime::parse_duration(l.get_ref())
+                .ok()
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+            {
+                Some(d) => Some(d),
+                None => {
+                    self.at_span(
+                        l,
+                        format!("`{key}.first_edition_lookback`: \"{}\" is not a duration; write e.g. \"7d\", \"36h\" or \"2weeks\"", l.get_ref()),
+                    );
+                    None
+                }
+            },
+        };
+        let subject = d
+            .subject
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_else(|| "{{ site.name }}: {{ digest.title }}".into());
+        Some(Digest {
+            title: d
+                .title
+                .as_ref()
+                .map(|t| plain_line(t.get_ref()))
+                .unwrap_or_else(|| name.clone()),
+            name,
+            schedule: schedule?,
+            schedule_text: d.schedule.get_ref().clone(),
+            timezone: timezone?,
+            subject,
+            template,
+            include,
+            sources: digest_sources,
+            skip_if_empty: d.skip_if_empty.unwrap_or(true),
+            max_essays,
+            first_edition_lookback: lookback?,
+        })
+    }
+
+    fn subscriber(
+        &mut self,
+        s: &RawSubscriber,
+        key: &str,
+        digests: &[String],
+    ) -> Option<Subscriber> {
+        let email = match parse_address(s.email.get_ref()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.at_span(
+                    &s.email,
+                    format!(
+                        "`{key}.email`: \"{}\" is not a valid e-mail address ({e})",
+                        s.email.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let timezone = match &s.timezone {
+            Some(tz) => Some(self.timezone(tz, &format!("{key}.timezone"))?),
+            None => None,
+        };
+        let wanted = match &s.digests {
+            None => digests.to_vec(),
+            Some(list) => {
+                for d in list.get_ref() {
+                    if !digests.iter().any(|k| k == d.get_ref()) {
+                        self.at_span(
+                            d,
+                            format!(
+                                "`{key}.digests`: unknown digest \"{}\"; defined digests: {}",
+                                d.get_ref(),
+                                quoted_list(digests)
+                            ),
+                        );
+                    }
+                }
+                list.get_ref().iter().map(|d| d.get_ref().clone()).collect()
+            }
+        };
+        Some(Subscriber {
+            email: email?,
+            name: s
+                .name
+                .as_ref()
+                .map(|n| plain_line(n.get_ref()))
+                .filter(|n| !n.is_empty()),
+            digests: wanted,
+            timezone,
+        })
+    }
+
+    fn timezone(&mut self, tz: &S, key: &str) -> Option<Tz> {
+        match tz.get_ref().parse::<Tz>() {
+            Ok(t) => Some(t),
+            Err(_) => {
+                self.at_span(
+                    tz,
+                    format!("`{key}`: unknown time zone \"{}\"; use an IANA name such as \"Europe/Berlin\" or \"UTC\"", tz.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, u: &S, key: &str) -> Option<String> {
+        match url::Url::parse(u.get_ref()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(u.get_ref().trim_end_matches('/').to_owned())
+            }
+            Ok(_) => {
+                self.at_span(
+                    u,
+                    format!("`{key}`: \"{}\" must be an http or https URL", u.get_ref()),
+                );
+                None
+            }
+            Err(e) => {
+                self.at_span(
+                    u,
+                    format!("`{key}`: \"{}\" is not a URL ({e})", u.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn mailbox(&mut self, m: &S, key: &str) -> Option<Mailbox> {
+        match Mailbox::from_str(m.get_ref()) {
+            Ok(mb) => match parse_address(mb.email.as_ref()) {
+                Ok(email) => Some(Mailbox::new(mb.name.map(|n| plain_line(&n)), email)),
+                Err(e) => {
+                    self.at_span(m, format!("`{key}`: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                self.at_span(
+                    m,
+                    format!("`{key}`: \"{}\" is not a mailbox ({e}); write \"Name <address@example.org>\"", m.get_ref()),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Parses an address and lower-cases its domain, the part that is case-insensitive.
+pub fn parse_address(s: &str) -> Result<Address, String> {
+    let a = Address::from_str(s.trim()).map_err(|e| e.to_string())?;
+    Address::new(a.user(), a.domain().to_lowercase()).map_err(|e| e.to_string())
+}
+
+/// Parses a cron schedule: standard 5-field cron (weekday 0-7, Sunday = 0 or 7), the
+/// cron crate's 6/7-field form with seconds, or `@hourly`/`@daily`/`@weekly`/….
+pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
+    let text = text.trim();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let expr = if fields.len() == 5 {
+        // The cron crate numbers weekdays 1-7 from Sunday; standard cron numbers them 0-7
+        // from Sunday. Names mean the same in both, so translate numbers to names.
+        format!(
+            "0 {} {} {} {} {}",
+            fields[0],
+            fields[1],
+            fields[2],
+            fields[3],
+            weekday_names(fields[4])
+        )
+    } else {
+        text.to_owned()
+    };
+    cron::Schedule::from_str(&expr).map_err(|e| e.to_string())
+}
+
+fn weekday_names(field: &str) -> String {
+    const NAMES: [&str; 8] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let mut out = String::new();
+    let mut digits = String::new();
+    let mut after_slash = false;
+    let flush = |digits: &mut String, out: &mut String, after_slash: bool| {
+        if digits.is_empty() {
+            return;
+        }
+        match digits.parse::<usize>() {
+            Ok(n) if !after_slash && n < NAMES.len() => out.push_str(NAMES[n]),
+            _ => out.push_str(digits),
+        }
+        digits.clear();
+    };
+    for c in field.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out, after_slash);
+            after_slash = c == '/';
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out, after_slash);
+    out
+}
+
+/// Collapses whitespace and drops control characters: names and titles are one plain line.
+pub fn plain_line(s: &str) -> String {
+    s.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn quoted_list(items: &[String]) -> String {
+    if items.is_empty() {
+        return "(none)".into();
+    }
+    items
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe_serde_error(message: &str) -> String {
+    // serde says "missing field `x`"; name it as a key the operator must add.
+    let m = message.trim();
+    if let Some(rest) = m.strip_prefix("missing field ") {
+        format!("required key {rest} is missing; add it")
+    } else {
+        m.to_owned()
+    }
+}
+
+fn collect_path(p: &serde_ignored::Path<'_>, out: &mut Vec<Seg>) {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => {}
+        P::Seq { parent, index } => {
+            collect_path(parent, out);
+            out.push(Seg::Index(*index));
+        }
+        P::Map { parent, key } => {
+            collect_path(parent, out);
+            out.push(Seg::Key(key.clone()));
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            collect_path(parent, out)
+        }
+    }
+}
+
+/// Finds where a key path stands in the document, and spells it as `a[0].b`.
+fn locate(root: &DeTable<'_>, segs: &[Seg]) -> (usize, String) {
+    let mut dotted = String::new();
+    let mut offset = 0;
+    let mut table: Option<&DeTable<'_>> = Some(root);
+    let mut array: Option<&[Spanned<DeValue<'_>>]> = None;
+    for seg in segs {
+        match seg {
+            Seg::Key(k) => {
+                if !dotted.is_empty() {
+                    dotted.push('.');
+                }
+                dotted.push_str(k);
+                let found = table.and_then(|t| t.iter().find(|(key, _)| key.get_ref() == k));
+                table = None;
+                array = None;
+                if let Some((key, value)) = found {
+                    offset = key.span().start;
+                    match value.get_ref() {
+                        DeValue::Table(t) => table = Some(t),
+                        DeValue::Array(a) => array = Some(a.as_ref()),
+                        _ => {}
+                    }
+                }
+            }
+            Seg::Index(i) => {
+                dotted.push_str(&format!("[{i}]"));
+                let found = array.and_then(|a| a.get(*i));
+                table = None;
+                array = None;
+                if let Some(v) = found {
+                    offset = v.span().start;
+                    if let DeValue::Table(t) = v.get_ref() {
+                        table = Some(t);
+                    }
+                }
+            }
+        }
+    }
+    (offset, dotted)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,87 @@
+//! The serde mirror of `config.toml`: exactly the file's shape, nothing validated yet.
+//!
+//! Values that are checked after parsing keep their `Spanned` location so that errors can
+//! point at the line. Unknown keys are found by `serde_ignored` in `super::load` rather than
+//! `deny_unknown_fields`, so that every typo is reported at once instead of only the first.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A string value together with where it stood in the file.
+pub(crate) type S = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawConfig {
+    pub(crate) site: RawSite,
+    #[serde(default)]
+    pub(crate) state: RawState,
+    #[serde(default)]
+    pub(crate) delivery: RawDelivery,
+    #[serde(default, rename = "source")]
+    pub(crate) sources: Vec<RawSource>,
+    #[serde(default, rename = "digest")]
+    pub(crate) digests: Vec<RawDigest>,
+    #[serde(default, rename = "subscriber")]
+    pub(crate) subscribers: Vec<RawSubscriber>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawSite {
+    pub(crate) name: S,
+    pub(crate) base_url: S,
+    pub(crate) from: S,
+    pub(crate) reply_to: Option<S>,
+    /// IANA time zone; default "UTC".
+    pub(crate) timezone: Option<S>,
+    /// Directory holding the template sets; default "templates" beside the config file.
+    pub(crate) templates: Option<S>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawState {
+    /// SQLite file; default "gazette.db" beside the config file.
+    pub(crate) path: Option<S>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawDelivery {
+    /// "outbox" (the default and, in this version, the only transport).
+    pub(crate) transport: Option<S>,
+    /// Directory of .eml files for the outbox transport; default "outbox".
+    pub(crate) outbox: Option<S>,
+}
+
+/// One `[[source]]`. A flat struct rather than a tagged enum: toml's spans do not survive
+/// serde's buffering of internally tagged enums, and the per-type keys are checked in
+/// validation with their own locations.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawSource {
+    pub(crate) name: S,
+    #[serde(rename = "type")]
+    pub(crate) kind: S,
+    pub(crate) path: Option<S>,
+    pub(crate) base_url: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawDigest {
+    pub(crate) name: S,
+    pub(crate) title: Option<S>,
+    pub(crate) schedule: S,
+    pub(crate) timezone: Option<S>,
+    pub(crate) subject: Option<S>,
+    pub(crate) template: Option<S>,
+    pub(crate) include: Option<S>,
+    pub(crate) sources: Option<Spanned<Vec<S>>>,
+    pub(crate) skip_if_empty: Option<bool>,
+    pub(crate) max_essays: Option<Spanned<i64>>,
+    pub(crate) first_edition_lookback: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawSubscriber {
+    pub(crate) email: S,
+    pub(crate) name: Option<S>,
+    pub(crate) digests: Option<Spanned<Vec<S>>>,
+    pub(crate) timezone: Option<S>,
+}

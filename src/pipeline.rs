@@ -1,0 +1,506 @@
+//! Drives the stages for one `gather` or `send`: the order of work and what is reported,
+//! no parsing, selection or rendering rules of its own.
+//!
+//! A send renders every copy of an edition before the edition is recorded or anything
+//! reaches a transport, so a template error can never leave half a digest delivered.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use lettre::Address;
+
+use crate::config::{Config, Delivery, Digest};
+use crate::deliver::{self, Addressing, BuildError, LedgerError, Outgoing, Tally, Transport};
+use crate::edition::{self, DigestView, Selection};
+use crate::render::{
+    DigestInfo, EditionInfo, MessageContext, RenderError, Renderer, SiteInfo, SubscriberInfo,
+};
+use crate::source;
+use crate::store::{self, Added, NewEdition, PendingDelivery, Store, StoreError, SubscriberRow};
+use crate::time;
+
+/// What `send` does with the messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Record editions and deliver through the configured transport.
+    Deliver,
+    /// Render everything and report; change nothing anywhere.
+    DryRun,
+    /// Write each copy's .eml, .html and .txt into a folder; record nothing.
+    Preview(PathBuf),
+    /// Send one copy of each digest's next edition to this address; record nothing.
+    TestTo(Address),
+}
+
+/// Options for [`send`].
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// Only this digest (default: all).
+    pub digest: Option<String>,
+    /// What to do with the messages.
+    pub mode: Mode,
+}
+
+/// The result of gathering one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatherOutcome {
+    /// Source name.
+    pub source: String,
+    /// New items, or why the source failed.
+    pub result: Result<Added, String>,
+}
+
+/// What happened to one digest during a send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DigestOutcome {
+    /// Nothing new since the previous edition; no edition was made.
+    NothingNew {
+        /// Digest name.
+        digest: String,
+        /// Start of the window that turned out empty.
+        since: DateTime<Utc>,
+    },
+    /// Nobody is subscribed; no edition was made and the items wait.
+    NoSubscribers {
+        /// Digest name.
+        digest: String,
+    },
+    /// Another process created this edition first.
+    AlreadyCreated {
+        /// Digest name.
+        digest: String,
+    },
+    /// An edition was (or, for dry runs and previews, would be) delivered.
+    Delivered {
+        /// Digest name.
+        digest: String,
+        /// Edition number (0 for a test copy).
+        edition: i64,
+        /// An unfinished edition from an earlier run was continued.
+        resumed: bool,
+        /// Essays in it.
+        essays: usize,
+        /// Replies in it.
+        replies: usize,
+        /// What delivery did.
+        tally: Tally,
+        /// Copies withheld because the subscriber left or bounced meanwhile.
+        suppressed: usize,
+    },
+}
+
+/// Everything one send did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SendReport {
+    /// Per source.
+    pub gathered: Vec<GatherOutcome>,
+    /// Per digest (resumed editions first).
+    pub digests: Vec<DigestOutcome>,
+}
+
+impl SendReport {
+    /// Sources that failed to gather.
+    pub fn failed_sources(&self) -> usize {
+        self.gathered.iter().filter(|g| g.result.is_err()).count()
+    }
+
+    /// Deliveries that were deferred or failed.
+    pub fn undelivered(&self) -> usize {
+        self.digests
+            .iter()
+            .map(|d| match d {
+                DigestOutcome::Delivered { tally, .. } => tally.deferred + tally.failed.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// A send or gather could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A template failed; the edition was not created and nothing was sent.
+    #[error("{0}; nothing was sent for this edition")]
+    Render(#[from] RenderError),
+    /// A message could not be built; nothing was sent for this edition.
+    #[error("{0}; nothing was sent for this edition")]
+    Build(#[from] BuildError),
+    /// The ledger failed mid-delivery.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// `--digest` named a digest the config does not define.
+    #[error("no digest named `{name}` in the config; defined digests: {known}")]
+    UnknownDigest {
+        /// The name given.
+        name: String,
+        /// The names defined.
+        known: String,
+    },
+    /// `--to` found nothing to send a test copy of.
+    #[error("digest `{0}` has no content yet (nothing gathered and no earlier edition); nothing to send a test copy of")]
+    NothingToTest(String),
+}
+
+/// Gathers every source into the store; a failing source is reported and the others go on.
+pub async fn gather(
+    config: &Config,
+    store: &mut Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<GatherOutcome>, StoreError> {
+    let mut out = Vec::new();
+    for src in &config.sources {
+        let name = src.name().to_owned();
+        let result = match source::gather(src).await {
+            Ok(g) => {
+                let added = store.upsert_gathered(&name, &g, now)?;
+                tracing::info!(source = %name, essays = g.essays.len(), replies = g.replies.len(),
+                    new_essays = added.essays, new_replies = added.replies, "Gathered source.");
+                Ok(added)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                store.record_source_failure(&name, now, &message)?;
+                tracing::error!(source = %name, error = %message, "Gathering failed; its items will come in a later edition.");
+                Err(message)
+            }
+        };
+        out.push(GatherOutcome {
+            source: name,
+            result,
+        });
+    }
+    Ok(out)
+}
+
+/// A time strictly after `t`, read from the clock: items first seen at `t` then fall
+/// inside a window ending at it.
+fn after(t: DateTime<Utc>) -> DateTime<Utc> {
+    time::now().max(t + chrono::Duration::microseconds(1))
+}
+
+/// Gathers, then makes and delivers each digest's next edition (continuing unfinished
+/// ones first).
+pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, PipelineError> {
+    let digests: Vec<&Digest> = match &opts.digest {
+        Some(name) => vec![config
+            .digests
+            .iter()
+            .find(|d| &d.name == name)
+            .ok_or_else(|| PipelineError::UnknownDigest {
+                name: name.clone(),
+                known: config
+                    .digests
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?],
+        None => config.digests.iter().collect(),
+    };
+    let renderer = Renderer::load(config)?;
+    let mut store = match opts.mode {
+        Mode::Deliver => Store::open(&config.state_path)?,
+        _ => Store::scratch_copy(&config.state_path)?,
+    };
+    let gathered_at = time::now();
+    store.sync_subscribers(&config.subscribers, gathered_at)?;
+    let mut report = SendReport {
+        gathered: gather(config, &mut store, gathered_at).await?,
+        digests: Vec::new(),
+    };
+    let transport = match (&opts.mode, &config.delivery) {
+        (Mode::Deliver | Mode::TestTo(_), Delivery::Outbox { dir }) => {
+            Transport::Outbox(dir.clone())
+        }
+        (Mode::DryRun, _) => Transport::DryRun,
+        (Mode::Preview(dir), _) => Transport::Preview(dir.clone()),
+    };
+    let run = Run {
+        config,
+        renderer: &renderer,
+        transport: &transport,
+    };
+    for digest in digests {
+        if let Mode::TestTo(addr) = &opts.mode {
+            report
+                .digests
+                .push(run.test_copy(&mut store, digest, addr, gathered_at).await?);
+            continue;
+        }
+        for ed in store.unfinished_editions(&digest.name)? {
+            report
+                .digests
+                .push(run.resume(&mut store, digest, &ed).await?);
+        }
+        report
+            .digests
+            .push(run.next_edition(&mut store, digest, gathered_at).await?);
+    }
+    Ok(report)
+}
+
+struct Run<'a> {
+    config: &'a Config,
+    renderer: &'a Renderer,
+    transport: &'a Transport,
+}
+
+impl Run<'_> {
+    async fn next_edition(
+        &self,
+        store: &mut Store,
+        digest: &Digest,
+        gathered_at: DateTime<Utc>,
+    ) -> Result<DigestOutcome, PipelineError> {
+        let prev = store.last_edition(&digest.name)?;
+        let at = after(gathered_at);
+        let window = edition::next_window(digest, prev.as_ref(), at);
+        let sel = edition::select(
+            digest,
+            &window,
+            store.essays_seen_between(&digest.sources, window.from, window.to)?,
+            store.replies_seen_between(&digest.sources, window.from, window.to)?,
+        );
+        if sel.is_empty() && digest.skip_if_empty {
+            return Ok(DigestOutcome::NothingNew {
+                digest: digest.name.clone(),
+                since: window.from,
+            });
+        }
+        let subscribers = store.active_subscribers(&digest.name)?;
+        if subscribers.is_empty() {
+            return Ok(DigestOutcome::NoSubscribers {
+                digest: digest.name.clone(),
+            });
+        }
+        let number = prev.map(|p| p.number + 1).unwrap_or(1);
+        let view = self.view(store, &sel)?;
+        // Every copy is rendered before the edition exists: a template error stops here,
+        // with nothing recorded and nothing sent.
+        let mut copies = self.render_copies(digest, number, at, &view, &subscribers)?;
+        let created = store.create_edition(
+            &NewEdition {
+                digest: digest.name.clone(),
+                number,
+                scheduled_for: at,
+                window_from: window.from,
+                window_to: window.to,
+                essays: sel.essays.iter().map(|e| e.id).collect(),
+                replies: sel.replies.iter().map(|r| r.id).collect(),
+                subscribers: subscribers.iter().map(|s| s.id).collect(),
+            },
+            at,
+        )?;
+        let Some(ed) = created else {
+            return Ok(DigestOutcome::AlreadyCreated {
+                digest: digest.name.clone(),
+            });
+        };
+        tracing::info!(digest = %digest.name, edition = ed.number, essays = sel.essays.len(),
+            replies = sel.replies.len(), subscribers = subscribers.len(), "Created edition.");
+        let pending = store.pending_deliveries(ed.id)?;
+        let (jobs, suppressed) = pair(store, pending, &mut copies)?;
+        let tally = deliver::deliver(store, self.transport, jobs, time::now).await?;
+        store.finish_edition_if_done(ed.id, time::now())?;
+        Ok(DigestOutcome::Delivered {
+            digest: digest.name.clone(),
+            edition: ed.number,
+            resumed: false,
+            essays: sel.essays.len(),
+            replies: sel.replies.len(),
+            tally,
+            suppressed,
+        })
+    }
+
+    async fn resume(
+        &self,
+        store: &mut Store,
+        digest: &Digest,
+        ed: &store::EditionRow,
+    ) -> Result<DigestOutcome, PipelineError> {
+        let (essays, replies) = store.edition_items(ed.id)?;
+        let sel = Selection { essays, replies };
+        let view = self.view(store, &sel)?;
+        let pending = store.pending_deliveries(ed.id)?;
+        let subscribers: Vec<SubscriberRow> =
+            pending.iter().map(|p| p.subscriber.clone()).collect();
+        tracing::info!(digest = %digest.name, edition = ed.number, pending = pending.len(), "Resuming unfinished edition.");
+        let mut copies =
+            self.render_copies(digest, ed.number, ed.scheduled_for, &view, &subscribers)?;
+        let (jobs, suppressed) = pair(store, pending, &mut copies)?;
+        let tally = deliver::deliver(store, self.transport, jobs, time::now).await?;
+        store.finish_edition_if_done(ed.id, time::now())?;
+        Ok(DigestOutcome::Delivered {
+            digest: digest.name.clone(),
+            edition: ed.number,
+            resumed: true,
+            essays: sel.essays.len(),
+            replies: sel.replies.len(),
+            tally,
+            suppressed,
+        })
+    }
+
+    async fn test_copy(
+        &self,
+        store: &mut Store,
+        digest: &Digest,
+        to: &Address,
+        gathered_at: DateTime<Utc>,
+    ) -> Result<DigestOutcome, PipelineError> {
+        let prev = store.last_edition(&digest.name)?;
+        let at = after(gathered_at);
+        let window = edition::next_window(digest, prev.as_ref(), at);
+        let mut sel = edition::select(
+            digest,
+            &window,
+            store.essays_seen_between(&digest.sources, window.from, window.to)?,
+            store.replies_seen_between(&digest.sources, window.from, window.to)?,
+        );
+        if sel.is_empty() {
+            if let Some(p) = &prev {
+                let (essays, replies) = store.edition_items(p.id)?;
+                sel = Selection { essays, replies };
+            }
+        }
+        if sel.is_empty() {
+            return Err(PipelineError::NothingToTest(digest.name.clone()));
+        }
+        let view = self.view(store, &sel)?;
+        let subscriber = SubscriberRow {
+            id: 0,
+            email: to.to_string(),
+            name: None,
+            timezone: None,
+            status: "active".into(),
+        };
+        let copies = self.render_copies(digest, 0, at, &view, &[subscriber])?;
+        let mut tally = Tally::default();
+        for (_, mut msg) in copies {
+            msg.file_stem = format!("{}-test-{}", msg.file_stem, at.format("%Y%m%dT%H%M%S%.6f"));
+            match self.transport.send(&msg).await {
+                Ok(_) => tally.sent += 1,
+                Err(e) => tally.failed.push((msg.to.clone(), e.to_string())),
+            }
+        }
+        Ok(DigestOutcome::Delivered {
+            digest: digest.name.clone(),
+            edition: 0,
+            resumed: false,
+            essays: sel.essays.len(),
+            replies: sel.replies.len(),
+            tally,
+            suppressed: 0,
+        })
+    }
+
+    fn view(&self, store: &Store, sel: &Selection) -> Result<DigestView, StoreError> {
+        let mut keys: Vec<(String, String)> = sel
+            .replies
+            .iter()
+            .map(|r| (r.reply.source.clone(), r.reply.essay_key.clone()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let parents = store.essays_by_key(&keys)?;
+        Ok(edition::compose(sel, &parents))
+    }
+
+    fn render_copies(
+        &self,
+        digest: &Digest,
+        number: i64,
+        at: DateTime<Utc>,
+        view: &DigestView,
+        subscribers: &[SubscriberRow],
+    ) -> Result<HashMap<i64, Outgoing>, PipelineError> {
+        let site = &self.config.site;
+        let site_info = SiteInfo {
+            name: site.name.clone(),
+            base_url: site.base_url.clone(),
+        };
+        let digest_info = DigestInfo {
+            name: digest.name.clone(),
+            title: digest.title.clone(),
+        };
+        let edition_info = EditionInfo {
+            number,
+            date: store::ts(at),
+        };
+        let unsubscribe_url = deliver::unsubscribe_mailto(site, digest);
+        let mut out = HashMap::with_capacity(subscribers.len());
+        for s in subscribers {
+            let ctx = MessageContext {
+                site: &site_info,
+                digest: &digest_info,
+                edition: &edition_info,
+                subscriber: SubscriberInfo {
+                    name: s.name.clone(),
+                    email: s.email.clone(),
+                    timezone: s
+                        .timezone
+                        .clone()
+                        .unwrap_or_else(|| digest.timezone.name().to_owned()),
+                },
+                view,
+                unsubscribe_url: unsubscribe_url.clone(),
+            };
+            let body = self.renderer.render(digest, &ctx)?;
+            let id = deliver::message_id(&digest.name, number, &s.email, site.from.email.domain());
+            let hash = id
+                .trim_start_matches('<')
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let msg = deliver::build_message(
+                &Addressing {
+                    site,
+                    digest,
+                    edition: number,
+                    email: &s.email,
+                    name: s.name.as_deref(),
+                    date: at,
+                    file_stem: format!("{}-{number:04}-{hash}", digest.name),
+                },
+                &body,
+            )?;
+            out.insert(s.id, msg);
+        }
+        Ok(out)
+    }
+}
+
+/// Matches owed deliveries with their rendered copies; rows whose subscriber has left or
+/// bounced since are marked suppressed instead (suppression always wins).
+fn pair(
+    store: &mut Store,
+    pending: Vec<PendingDelivery>,
+    copies: &mut HashMap<i64, Outgoing>,
+) -> Result<(Vec<(PendingDelivery, Outgoing)>, usize), StoreError> {
+    let mut jobs = Vec::with_capacity(pending.len());
+    let mut suppressed = 0;
+    for row in pending {
+        if row.subscriber.status != "active" {
+            store.mark_unsent(
+                row.id,
+                "suppressed",
+                &format!("subscriber is {}", row.subscriber.status),
+            )?;
+            suppressed += 1;
+            continue;
+        }
+        if let Some(msg) = copies.remove(&row.subscriber.id) {
+            jobs.push((row, msg));
+        }
+    }
+    Ok((jobs, suppressed))
+}

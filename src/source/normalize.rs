@@ -1,0 +1,313 @@
+//! Normalisation and sanitising shared by every source: messy reader text in, tidy and
+//! safe HTML out. Plain functions, no I/O.
+//!
+//! Real comment text arrives with doubled spaces, hard indentation from scrapers, runs of
+//! blank lines, and typewriter quotes (a backtick opening what a curly quote closes). We
+//! tidy what can be tidied without guessing at meaning, then render Markdown and pass
+//! *everything* through ammonia, so no source can smuggle script into a digest.
+
+use pulldown_cmark::{html, Options, Parser};
+
+/// Largest HTML we hand to the HTML-to-text converter; longer input is cut first, because
+/// such converters can take very long on huge or deeply nested documents.
+const MAX_TEXT_INPUT: usize = 256 * 1024;
+
+/// Tidies reader-typed text: removes the indentation all lines share, collapses runs of
+/// spaces inside lines, turns runs of blank lines into one paragraph break, pairs stray
+/// quote marks, and drops spaces before punctuation. Fenced code blocks are left alone.
+pub fn tidy_text(input: &str) -> String {
+    let input = input.replace("\r\n", "\n").replace('\r', "\n");
+    let lines: Vec<&str> = input.lines().collect();
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start_matches([' ', '\t']).len())
+        .min()
+        .unwrap_or(0);
+
+    let mut out: Vec<String> = Vec::new();
+    let mut in_fence = false;
+    let mut blank_run = 0;
+    for line in lines {
+        let body = line.get(indent..).unwrap_or(line.trim_start());
+        let trimmed = body.trim();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_fence = !in_fence;
+            out.push(body.trim_end().to_owned());
+            continue;
+        }
+        if in_fence {
+            out.push(body.trim_end().to_owned());
+            continue;
+        }
+        if trimmed.is_empty() {
+            blank_run += 1;
+            if blank_run == 1 && !out.is_empty() {
+                out.push(String::new());
+            }
+            continue;
+        }
+        blank_run = 0;
+        let lead = &body[..body.len() - body.trim_start().len()];
+        out.push(format!("{lead}{}", collapse_spaces(trimmed)));
+    }
+    while out.last().is_some_and(|l| l.is_empty()) {
+        out.pop();
+    }
+    let text = out.join("\n");
+    text.split("\n\n")
+        .map(|p| {
+            if p.trim_start().starts_with("```") || p.trim_start().starts_with("~~~") {
+                p.to_owned()
+            } else {
+                fix_punctuation_spacing(&pair_quotes(p))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn collapse_spaces(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut last_space = false;
+    for c in s.chars() {
+        // Non-breaking and other odd spaces are as messy as doubled ones.
+        let is_space = c == ' ' || c == '\t' || c == '\u{a0}' || c == '\u{2002}';
+        if is_space {
+            if !last_space {
+                out.push(' ');
+            }
+        } else {
+            out.push(c);
+        }
+        last_space = is_space;
+    }
+    out
+}
+
+/// Pairs quote marks within one paragraph: a backtick opening a quote that a curly or
+/// straight single quote closes becomes ‘, and a “ that a ’ closes gets its ” back.
+fn pair_quotes(p: &str) -> String {
+    let mut chars: Vec<char> = p.chars().collect();
+    let n = chars.len();
+    for i in 0..n {
+        if chars[i] != '`' {
+            continue;
+        }
+        // Between two letters a backtick can only be a mistyped apostrophe (isn`t).
+        if i > 0
+            && chars[i - 1].is_alphabetic()
+            && chars.get(i + 1).is_some_and(|c| c.is_alphabetic())
+        {
+            chars[i] = '’';
+            continue;
+        }
+        let at_word_start =
+            i == 0 || chars[i - 1].is_whitespace() || "([{“\"".contains(chars[i - 1]);
+        let next_is_word = chars.get(i + 1).is_some_and(|c| c.is_alphanumeric());
+        if !(at_word_start && next_is_word) {
+            continue;
+        }
+        // A code span closes with another backtick; a quotation closes with ’ or '.
+        let closer = chars[i + 1..]
+            .iter()
+            .position(|c| *c == '`' || *c == '’' || *c == '\'')
+            .map(|j| chars[i + 1 + j]);
+        if matches!(closer, Some('’') | Some('\'')) {
+            chars[i] = '‘';
+        }
+    }
+    // “ … ’ : the closer is the last ’ that ends a word after the unmatched opener.
+    if let Some(open) = chars.iter().rposition(|c| *c == '“') {
+        if !chars[open..].contains(&'”') {
+            let close = (open + 1..n).rev().find(|&j| {
+                chars[j] == '’' && chars.get(j + 1).is_none_or(|c| !c.is_alphanumeric())
+            });
+            if let Some(j) = close {
+                chars[j] = '”';
+            }
+        }
+    }
+    chars.into_iter().collect()
+}
+
+/// Removes the space typed before , ; : ! ? and a sentence-ending full stop.
+fn fix_punctuation_spacing(p: &str) -> String {
+    let chars: Vec<char> = p.chars().collect();
+    let mut out = String::with_capacity(p.len());
+    for (i, c) in chars.iter().enumerate() {
+        let after_word =
+            i > 0 && (chars[i - 1].is_alphanumeric() || "’”)\"'".contains(chars[i - 1]));
+        if *c == ' ' && after_word {
+            if let Some(next) = chars.get(i + 1) {
+                let ends_sentence = |k: usize| chars.get(k).is_none_or(|c| c.is_whitespace());
+                if ",;:!?".contains(*next) && ends_sentence(i + 2)
+                    || *next == '.' && ends_sentence(i + 2)
+                {
+                    continue;
+                }
+            }
+        }
+        out.push(*c);
+    }
+    out
+}
+
+/// Tidies Markdown text and renders it to sanitised HTML, resolving relative links
+/// against `base_url` (mail clients cannot resolve them).
+pub fn markdown_to_html(markdown: &str, base_url: Option<&str>) -> String {
+    let tidy = tidy_text(markdown);
+    let mut opts = Options::empty();
+    opts.insert(Options::ENABLE_SMART_PUNCTUATION);
+    opts.insert(Options::ENABLE_STRIKETHROUGH);
+    let parser = Parser::new_ext(&tidy, opts);
+    let mut out = String::new();
+    html::push_html(&mut out, parser);
+    sanitize_html(&out, base_url)
+}
+
+/// Sanitises HTML from any source: no script, style, iframe, event handlers or
+/// `javascript:` URLs survive; links open safely and become absolute.
+pub fn sanitize_html(input: &str, base_url: Option<&str>) -> String {
+    let mut builder = ammonia::Builder::default();
+    builder.link_rel(Some("noopener noreferrer"));
+    let base =
+        base_url.and_then(|b| url::Url::parse(&format!("{}/", b.trim_end_matches('/'))).ok());
+    match base {
+        Some(b) => builder.url_relative(ammonia::UrlRelative::RewriteWithBase(b)),
+        None => builder.url_relative(ammonia::UrlRelative::Deny),
+    };
+    builder.clean(input).to_string().trim().to_owned()
+}
+
+/// Converts sanitised HTML to wrapped plain text for the text/plain part.
+pub fn html_to_text(input: &str, width: usize) -> String {
+    let cut = truncate_at_char(input, MAX_TEXT_INPUT);
+    html2text::config::plain()
+        .string_from_read(cut.as_bytes(), width)
+        .unwrap_or_else(|_| strip_tags(cut))
+        .trim()
+        .to_owned()
+}
+
+/// The first `words` words of some HTML's text, with an ellipsis when cut.
+pub fn excerpt(input_html: &str, words: usize) -> String {
+    let text = html_to_text(input_html, 10_000);
+    let all: Vec<&str> = text.split_whitespace().collect();
+    if all.len() <= words {
+        all.join(" ")
+    } else {
+        let mut s = all[..words].join(" ");
+        s.push('…');
+        s
+    }
+}
+
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn strip_tags(s: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collapses_doubled_spaces_and_blank_runs() {
+        let t = tidy_text("Let  me  begin  by   saying.\n\n\n\nSecond    paragraph.");
+        assert_eq!(t, "Let me begin by saying.\n\nSecond paragraph.");
+    }
+
+    #[test]
+    fn removes_shared_indentation_of_scraped_replies() {
+        let t = tidy_text("    Thanks, Sumanta da.\n\n    Examining is needed.");
+        assert_eq!(t, "Thanks, Sumanta da.\n\nExamining is needed.");
+        let html = markdown_to_html("    Thanks.\n\n    More.", None);
+        assert_eq!(html, "<p>Thanks.</p>\n<p>More.</p>");
+    }
+
+    #[test]
+    fn pairs_backtick_opened_quotes() {
+        assert_eq!(
+            tidy_text("magazines like `Soviet  Land,’ and more"),
+            "magazines like ‘Soviet Land,’ and more"
+        );
+        assert_eq!(tidy_text("it isn`t fine"), "it isn’t fine");
+        // A real code span is left for Markdown.
+        assert_eq!(
+            tidy_text("run `gazette send` now"),
+            "run `gazette send` now"
+        );
+    }
+
+    #[test]
+    fn closes_a_double_quote_that_a_single_quote_ended() {
+        assert_eq!(
+            tidy_text("he dares to say “..Revolutionary and Internationalist.’"),
+            "he dares to say “..Revolutionary and Internationalist.”"
+        );
+        // Apostrophes inside words stay.
+        assert_eq!(tidy_text("“they don’t agree”"), "“they don’t agree”");
+    }
+
+    #[test]
+    fn drops_spaces_before_punctuation() {
+        assert_eq!(
+            tidy_text("the USSR  ! And the legacy , too ?"),
+            "the USSR! And the legacy, too?"
+        );
+        assert_eq!(
+            tidy_text("the same thing : they said \"costs line by line\" . You"),
+            "the same thing: they said \"costs line by line\". You"
+        );
+    }
+
+    #[test]
+    fn sanitises_script_handlers_and_javascript_urls() {
+        let html = markdown_to_html(
+            "Hi <script>alert(1)</script> <img src=x onerror=\"alert(2)\"> [x](javascript:alert(3)) <iframe src=\"https://e.vil\"></iframe><style>p{}</style>",
+            Some("https://example.org"),
+        );
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("alert(1)"), "{html}");
+        assert!(!html.contains("onerror"), "{html}");
+        assert!(!html.contains("javascript:"), "{html}");
+        assert!(!html.contains("<iframe"), "{html}");
+        assert!(!html.contains("<style"), "{html}");
+    }
+
+    #[test]
+    fn makes_relative_links_absolute() {
+        let html = markdown_to_html("[more](/essays/x/)", Some("https://example.org/"));
+        assert!(
+            html.contains("href=\"https://example.org/essays/x/\""),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn excerpts_count_words() {
+        assert_eq!(excerpt("<p>one two three four</p>", 3), "one two three…");
+        assert_eq!(excerpt("<p>one two</p>", 3), "one two");
+    }
+}

@@ -1,0 +1,818 @@
+//! The only code that touches SQLite: migrations, idempotent upserts, editions,
+//! deliveries and subscribers. It stores and answers; it holds no business rules.
+//!
+//! WAL mode with `synchronous=NORMAL`: a committed transaction survives a process crash
+//! (ARCHITECTURE.md, "Durability and speed of the ledger").
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+
+use crate::config;
+use crate::source::{Essay, Gathered, Reply};
+
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or migrated.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer Gazette.
+    #[error("database {path} has schema version {found}, newer than this Gazette knows ({known}); upgrade Gazette")]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+    /// A query failed.
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A stored value could not be read back.
+    #[error("database holds an unreadable value: {0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// An essay as stored, with the store's own facts about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEssay {
+    /// Row id.
+    pub id: i64,
+    /// When Gazette first saw it.
+    pub first_seen_at: DateTime<Utc>,
+    /// Seen in its source's first gather (archive, not news).
+    pub backfill: bool,
+    /// The essay itself.
+    pub essay: Essay,
+}
+
+/// A reply as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReply {
+    /// Row id.
+    pub id: i64,
+    /// When Gazette first saw it.
+    pub first_seen_at: DateTime<Utc>,
+    /// Seen in its source's first gather.
+    pub backfill: bool,
+    /// The reply itself.
+    pub reply: Reply,
+}
+
+/// A subscriber row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriberRow {
+    /// Row id.
+    pub id: i64,
+    /// Normalised address.
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// IANA time zone name.
+    pub timezone: Option<String>,
+    /// active / unsubscribed / bounced.
+    pub status: String,
+}
+
+/// An edition row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EditionRow {
+    /// Row id.
+    pub id: i64,
+    /// Digest name.
+    pub digest: String,
+    /// 1, 2, 3… per digest.
+    pub number: i64,
+    /// The schedule tick (or send time) it belongs to.
+    pub scheduled_for: DateTime<Utc>,
+    /// Start of the window of first-seen times it covers.
+    pub window_from: DateTime<Utc>,
+    /// End (exclusive) of that window.
+    pub window_to: DateTime<Utc>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When its last delivery was settled.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// An edition with its delivery counts, for listings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EditionSummary {
+    /// The edition.
+    pub edition: EditionRow,
+    /// Number of essays and replies frozen into it.
+    pub essays: i64,
+    /// Number of replies.
+    pub replies: i64,
+    /// Deliveries by status, in a fixed order: pending, sending, sent, deferred, failed, suppressed.
+    pub deliveries: [(String, i64); 6],
+}
+
+/// A delivery owed to a subscriber.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingDelivery {
+    /// Delivery row id.
+    pub id: i64,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Who receives it.
+    pub subscriber: SubscriberRow,
+}
+
+/// What the new edition consists of, as decided by the edition stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEdition {
+    /// Digest name.
+    pub digest: String,
+    /// Its number: one more than the digest's previous edition.
+    pub number: i64,
+    /// The tick it belongs to.
+    pub scheduled_for: DateTime<Utc>,
+    /// Window start.
+    pub window_from: DateTime<Utc>,
+    /// Window end.
+    pub window_to: DateTime<Utc>,
+    /// Essay row ids, in display order.
+    pub essays: Vec<i64>,
+    /// Reply row ids, in display order.
+    pub replies: Vec<i64>,
+    /// Subscriber row ids who get a delivery row.
+    pub subscribers: Vec<i64>,
+}
+
+/// Counts of what one gather added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Added {
+    /// Essays not seen before.
+    pub essays: usize,
+    /// Replies not seen before.
+    pub replies: usize,
+}
+
+/// Formats a time the way the store keeps it.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+fn opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    s.as_deref().map(parse_ts).transpose()
+}
+
+/// The ledger and archive, one SQLite connection.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        }
+        let wrap = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
+        let mut store = Store { conn };
+        store.migrate(path)?;
+        Ok(store)
+    }
+
+    /// An in-memory copy of the database at `path` (or an empty one if there is none):
+    /// dry runs and previews work on it so the real file is never changed.
+    pub fn scratch_copy(path: &Path) -> Result<Store> {
+        let wrap = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open_in_memory().map_err(wrap)?;
+        if path.exists() {
+            let src = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(wrap)?;
+            src.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+            let backup = rusqlite::backup::Backup::new(&src, &mut conn).map_err(wrap)?;
+            backup
+                .run_to_completion(256, Duration::ZERO, None)
+                .map_err(wrap)?;
+        }
+        let mut store = Store { conn };
+        store.migrate(path)?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self, path: &Path) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: version,
+                known,
+            });
+        }
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Stores what a source gathered: new items get `first_seen_at = now`; known items
+    /// are updated in place and keep their first-seen time, so they never become new again.
+    pub fn upsert_gathered(
+        &mut self,
+        source: &str,
+        g: &Gathered,
+        now: DateTime<Utc>,
+    ) -> Result<Added> {
+        let now_s = ts(now);
+        let tx = self.conn.transaction()?;
+        let first_gather = tx
+            .query_row(
+                "SELECT 1 FROM source_state WHERE source = ?1 AND first_gathered_at IS NOT NULL",
+                [source],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_none();
+        let mut added = Added::default();
+        {
+            let mut exists_e =
+                tx.prepare_cached("SELECT 1 FROM essay WHERE source = ?1 AND key = ?2")?;
+            let mut upsert_e = tx.prepare_cached(
+                "INSERT INTO essay (source, key, title, author, url, published_at, updated_at, summary, content_html, first_seen_at, backfill)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (source, key) DO UPDATE SET
+                   title = excluded.title, author = excluded.author, url = excluded.url,
+                   published_at = excluded.published_at, updated_at = excluded.updated_at,
+                   summary = excluded.summary, content_html = excluded.content_html",
+            )?;
+            for e in &g.essays {
+                let new = exists_e
+                    .query_row(params![source, e.key], |_| Ok(()))
+                    .optional()?
+                    .is_none();
+                upsert_e.execute(params![
+                    source,
+                    e.key,
+                    e.title,
+                    e.author,
+                    e.url,
+                    e.published_at.map(ts),
+                    e.updated_at.map(ts),
+                    e.summary,
+                    e.content_html,
+                    now_s,
+                    first_gather
+                ])?;
+                added.essays += usize::from(new);
+            }
+            let mut exists_r =
+                tx.prepare_cached("SELECT 1 FROM reply WHERE source = ?1 AND key = ?2")?;
+            let mut upsert_r = tx.prepare_cached(
+                "INSERT INTO reply (source, key, essay_key, parent_key, author, url, published_at, content_html, first_seen_at, backfill)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (source, key) DO UPDATE SET
+                   essay_key = excluded.essay_key, parent_key = excluded.parent_key,
+                   author = excluded.author, url = excluded.url,
+                   published_at = excluded.published_at, content_html = excluded.content_html",
+            )?;
+            for r in &g.replies {
+                let new = exists_r
+                    .query_row(params![source, r.key], |_| Ok(()))
+                    .optional()?
+                    .is_none();
+                upsert_r.execute(params![
+                    source,
+                    r.key,
+                    r.essay_key,
+                    r.parent_key,
+                    r.author,
+                    r.url,
+                    r.published_at.map(ts),
+                    r.content_html,
+                    now_s,
+                    first_gather
+                ])?;
+                added.replies += usize::from(new);
+            }
+        }
+        tx.execute(
+            "INSERT INTO source_state (source, first_gathered_at, last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies)
+             VALUES (?1, ?2, ?2, ?2, NULL, ?3, ?4)
+             ON CONFLICT (source) DO UPDATE SET last_gathered_at = ?2, last_ok_at = ?2,
+               first_gathered_at = COALESCE(first_gathered_at, ?2),
+               last_error = NULL, last_new_essays = ?3, last_new_replies = ?4",
+            params![source, now_s, added.essays as i64, added.replies as i64],
+        )?;
+        tx.commit()?;
+        Ok(added)
+    }
+
+    /// Records that gathering a source failed, for `status` and the logs.
+    pub fn record_source_failure(
+        &mut self,
+        source: &str,
+        now: DateTime<Utc>,
+        error: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO source_state (source, last_gathered_at, last_error) VALUES (?1, ?2, ?3)
+             ON CONFLICT (source) DO UPDATE SET last_gathered_at = ?2, last_error = ?3",
+            params![source, ts(now), error],
+        )?;
+        Ok(())
+    }
+
+    /// The last error of a source, if its most recent gather failed.
+    pub fn source_error(&self, source: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT last_error FROM source_state WHERE source = ?1",
+                [source],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Makes the subscriber table agree with `config.toml` for config-origin rows.
+    /// Status is never touched: an unsubscribed or bounced address stays so.
+    pub fn sync_subscribers(
+        &mut self,
+        subs: &[config::Subscriber],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let now_s = ts(now);
+        let tx = self.conn.transaction()?;
+        for s in subs {
+            let email = s.email.to_string();
+            tx.execute(
+                "INSERT INTO subscriber (email, name, timezone, origin, status, changed_at)
+                 VALUES (?1, ?2, ?3, 'config', 'active', ?4)
+                 ON CONFLICT (email) DO UPDATE SET name = excluded.name, timezone = excluded.timezone",
+                params![email, s.name, s.timezone.map(|t| t.name().to_owned()), now_s],
+            )?;
+            let id: i64 = tx.query_row(
+                "SELECT id FROM subscriber WHERE email = ?1",
+                [&email],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "DELETE FROM subscriber_digest WHERE subscriber_id = ?1",
+                [id],
+            )?;
+            for d in &s.digests {
+                tx.execute(
+                    "INSERT OR IGNORE INTO subscriber_digest (subscriber_id, digest) VALUES (?1, ?2)",
+                    params![id, d],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Active subscribers of a digest, in address order.
+    pub fn active_subscribers(&self, digest: &str) -> Result<Vec<SubscriberRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.id, s.email, s.name, s.timezone, s.status FROM subscriber s
+             JOIN subscriber_digest d ON d.subscriber_id = s.id
+             WHERE d.digest = ?1 AND s.status = 'active' ORDER BY s.email",
+        )?;
+        let rows = stmt.query_map([digest], subscriber_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Sets a subscriber's status (e.g. after an unsubscribe or a hard bounce).
+    pub fn set_subscriber_status(
+        &mut self,
+        email: &str,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE subscriber SET status = ?2, changed_at = ?3 WHERE email = ?1",
+            params![email, status, ts(now)],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// The newest edition of a digest.
+    pub fn last_edition(&self, digest: &str) -> Result<Option<EditionRow>> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("{EDITION_SELECT} WHERE digest = ?1 ORDER BY number DESC LIMIT 1"),
+                [digest],
+                edition_raw,
+            )
+            .optional()?;
+        row.map(edition_from_raw).transpose()
+    }
+
+    /// Editions of a digest that still owe deliveries, oldest first.
+    pub fn unfinished_editions(&self, digest: &str) -> Result<Vec<EditionRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{EDITION_SELECT} WHERE digest = ?1 AND finished_at IS NULL ORDER BY number"
+        ))?;
+        let rows: Vec<_> = stmt
+            .query_map([digest], edition_raw)?
+            .collect::<std::result::Result<_, _>>()?;
+        rows.into_iter().map(edition_from_raw).collect()
+    }
+
+    /// Essays from `sources` first seen in `[from, to)`.
+    pub fn essays_seen_between(
+        &self,
+        sources: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredEssay>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{ESSAY_SELECT} WHERE first_seen_at >= ?1 AND first_seen_at < ?2 ORDER BY id"
+        ))?;
+        let rows: Vec<StoredEssay> = stmt
+            .query_map(params![ts(from), ts(to)], essay_raw)?
+            .collect::<std::result::Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(essay_from_raw)
+            .collect::<Result<_>>()?;
+        Ok(rows
+            .into_iter()
+            .filter(|e| sources.contains(&e.essay.source))
+            .collect())
+    }
+
+    /// Replies from `sources` first seen in `[from, to)`.
+    pub fn replies_seen_between(
+        &self,
+        sources: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredReply>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{REPLY_SELECT} WHERE first_seen_at >= ?1 AND first_seen_at < ?2 ORDER BY id"
+        ))?;
+        let rows: Vec<StoredReply> = stmt
+            .query_map(params![ts(from), ts(to)], reply_raw)?
+            .collect::<std::result::Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(reply_from_raw)
+            .collect::<Result<_>>()?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| sources.contains(&r.reply.source))
+            .collect())
+    }
+
+    /// Essays by (source, key), for showing replies under essays outside the edition.
+    pub fn essays_by_key(&self, keys: &[(String, String)]) -> Result<Vec<StoredEssay>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{ESSAY_SELECT} WHERE source = ?1 AND key = ?2"))?;
+        let mut out = Vec::new();
+        for (source, key) in keys {
+            if let Some(raw) = stmt.query_row(params![source, key], essay_raw).optional()? {
+                out.push(essay_from_raw(raw)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates an edition with its frozen items and one pending delivery per subscriber,
+    /// atomically. Returns `None` if one already exists for that digest and time.
+    pub fn create_edition(
+        &mut self,
+        e: &NewEdition,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EditionRow>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let number = e.number;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO edition (digest, number, scheduled_for, window_from, window_to, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![e.digest, number, ts(e.scheduled_for), ts(e.window_from), ts(e.window_to), ts(now)],
+        )?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let id = tx.last_insert_rowid();
+        {
+            let mut item = tx.prepare_cached(
+                "INSERT INTO edition_item (edition_id, kind, item_id, position) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (pos, essay) in e.essays.iter().enumerate() {
+                item.execute(params![id, "essay", essay, pos as i64])?;
+            }
+            for (pos, reply) in e.replies.iter().enumerate() {
+                item.execute(params![id, "reply", reply, pos as i64])?;
+            }
+            let mut delivery = tx.prepare_cached(
+                "INSERT OR IGNORE INTO delivery (edition_id, subscriber_id) VALUES (?1, ?2)",
+            )?;
+            for s in &e.subscribers {
+                delivery.execute(params![id, s])?;
+            }
+        }
+        let row = tx.query_row(
+            &format!("{EDITION_SELECT} WHERE id = ?1"),
+            [id],
+            edition_raw,
+        )?;
+        tx.commit()?;
+        Ok(Some(edition_from_raw(row)?))
+    }
+
+    /// The essays and replies frozen into an edition, in their stored order.
+    pub fn edition_items(&self, edition_id: i64) -> Result<(Vec<StoredEssay>, Vec<StoredReply>)> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{ESSAY_SELECT} JOIN edition_item i ON i.kind = 'essay' AND i.item_id = essay.id
+             WHERE i.edition_id = ?1 ORDER BY i.position"
+        ))?;
+        let essays = stmt
+            .query_map([edition_id], essay_raw)?
+            .collect::<std::result::Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(essay_from_raw)
+            .collect::<Result<_>>()?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{REPLY_SELECT} JOIN edition_item i ON i.kind = 'reply' AND i.item_id = reply.id
+             WHERE i.edition_id = ?1 ORDER BY i.position"
+        ))?;
+        let replies = stmt
+            .query_map([edition_id], reply_raw)?
+            .collect::<std::result::Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(reply_from_raw)
+            .collect::<Result<_>>()?;
+        Ok((essays, replies))
+    }
+
+    /// Deliveries of an edition that still have to go out (pending, deferred, or left
+    /// `sending` by a process that died), in address order.
+    pub fn pending_deliveries(&self, edition_id: i64) -> Result<Vec<PendingDelivery>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT d.id, d.attempts, s.id, s.email, s.name, s.timezone, s.status
+             FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id
+             WHERE d.edition_id = ?1 AND d.status IN ('pending', 'deferred', 'sending')
+             ORDER BY s.email",
+        )?;
+        let rows = stmt.query_map([edition_id], |r| {
+            Ok(PendingDelivery {
+                id: r.get(0)?,
+                attempts: r.get(1)?,
+                subscriber: SubscriberRow {
+                    id: r.get(2)?,
+                    email: r.get(3)?,
+                    name: r.get(4)?,
+                    timezone: r.get(5)?,
+                    status: r.get(6)?,
+                },
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Marks a delivery in flight, before the message is handed to the transport.
+    pub fn mark_sending(&mut self, delivery_id: i64, message_id: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE delivery SET status = 'sending', attempts = attempts + 1, message_id = ?2
+             WHERE id = ?1 AND status IN ('pending', 'deferred', 'sending')",
+            params![delivery_id, message_id],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a delivery sent, after the transport accepted it.
+    pub fn mark_sent(&mut self, delivery_id: i64, now: DateTime<Utc>, reply: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE delivery SET status = 'sent', sent_at = ?2, last_reply = ?3, next_attempt_at = NULL WHERE id = ?1",
+            params![delivery_id, ts(now), reply],
+        )?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: `deferred` (retry later) or `failed` / `suppressed` (final).
+    pub fn mark_unsent(&mut self, delivery_id: i64, status: &str, reply: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE delivery SET status = ?2, last_reply = ?3 WHERE id = ?1",
+            params![delivery_id, status, reply],
+        )?;
+        Ok(())
+    }
+
+    /// Marks an edition finished once no delivery is left pending, in flight or deferred.
+    pub fn finish_edition_if_done(&mut self, edition_id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE edition SET finished_at = ?2 WHERE id = ?1 AND finished_at IS NULL AND NOT EXISTS
+               (SELECT 1 FROM delivery WHERE edition_id = ?1 AND status IN ('pending', 'sending', 'deferred'))",
+            params![edition_id, ts(now)],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// The newest editions (all digests), with item and delivery counts.
+    pub fn editions(&self, limit: usize) -> Result<Vec<EditionSummary>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{EDITION_SELECT} ORDER BY created_at DESC, id DESC LIMIT ?1"
+        ))?;
+        let rows: Vec<_> = stmt
+            .query_map([limit as i64], edition_raw)?
+            .collect::<std::result::Result<_, _>>()?;
+        let mut out = Vec::new();
+        for raw in rows {
+            let edition = edition_from_raw(raw)?;
+            let count = |kind: &str| -> Result<i64> {
+                Ok(self.conn.query_row(
+                    "SELECT COUNT(*) FROM edition_item WHERE edition_id = ?1 AND kind = ?2",
+                    params![edition.id, kind],
+                    |r| r.get(0),
+                )?)
+            };
+            let essays = count("essay")?;
+            let replies = count("reply")?;
+            let mut deliveries = [
+                "pending",
+                "sending",
+                "sent",
+                "deferred",
+                "failed",
+                "suppressed",
+            ]
+            .map(|s| (s.to_owned(), 0));
+            for d in deliveries.iter_mut() {
+                d.1 = self.conn.query_row(
+                    "SELECT COUNT(*) FROM delivery WHERE edition_id = ?1 AND status = ?2",
+                    params![edition.id, d.0],
+                    |r| r.get(0),
+                )?;
+            }
+            out.push(EditionSummary {
+                edition,
+                essays,
+                replies,
+                deliveries,
+            });
+        }
+        Ok(out)
+    }
+}
+
+const ESSAY_SELECT: &str = "SELECT essay.id, essay.source, essay.key, essay.title, essay.author, essay.url,
+    essay.published_at, essay.updated_at, essay.summary, essay.content_html, essay.first_seen_at, essay.backfill FROM essay";
+const REPLY_SELECT: &str = "SELECT reply.id, reply.source, reply.key, reply.essay_key, reply.parent_key, reply.author,
+    reply.url, reply.published_at, reply.content_html, reply.first_seen_at, reply.backfill FROM reply";
+const EDITION_SELECT: &str = "SELECT id, digest, number, scheduled_for, window_from, window_to, created_at, finished_at FROM edition";
+
+type EssayRaw = (i64, Essay, Option<String>, Option<String>, String, bool);
+
+fn essay_raw(r: &Row<'_>) -> rusqlite::Result<EssayRaw> {
+    Ok((
+        r.get(0)?,
+        Essay {
+            source: r.get(1)?,
+            key: r.get(2)?,
+            title: r.get(3)?,
+            author: r.get(4)?,
+            url: r.get(5)?,
+            published_at: None,
+            updated_at: None,
+            summary: r.get(8)?,
+            content_html: r.get(9)?,
+        },
+        r.get(6)?,
+        r.get(7)?,
+        r.get(10)?,
+        r.get(11)?,
+    ))
+}
+
+fn essay_from_raw(
+    (id, mut essay, published, updated, seen, backfill): EssayRaw,
+) -> Result<StoredEssay> {
+    essay.published_at = opt_ts(published)?;
+    essay.updated_at = opt_ts(updated)?;
+    Ok(StoredEssay {
+        id,
+        first_seen_at: parse_ts(&seen)?,
+        backfill,
+        essay,
+    })
+}
+
+type ReplyRaw = (i64, Reply, Option<String>, String, bool);
+
+fn reply_raw(r: &Row<'_>) -> rusqlite::Result<ReplyRaw> {
+    Ok((
+        r.get(0)?,
+        Reply {
+            source: r.get(1)?,
+            key: r.get(2)?,
+            essay_key: r.get(3)?,
+            parent_key: r.get(4)?,
+            author: r.get(5)?,
+            url: r.get(6)?,
+            published_at: None,
+            content_html: r.get(8)?,
+        },
+        r.get(7)?,
+        r.get(9)?,
+        r.get(10)?,
+    ))
+}
+
+fn reply_from_raw((id, mut reply, published, seen, backfill): ReplyRaw) -> Result<StoredReply> {
+    reply.published_at = opt_ts(published)?;
+    Ok(StoredReply {
+        id,
+        first_seen_at: parse_ts(&seen)?,
+        backfill,
+        reply,
+    })
+}
+
+type EditionRaw = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+);
+
+fn edition_raw(r: &Row<'_>) -> rusqlite::Result<EditionRaw> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn edition_from_raw(
+    (id, digest, number, sched, from, to, created, finished): EditionRaw,
+) -> Result<EditionRow> {
+    Ok(EditionRow {
+        id,
+        digest,
+        number,
+        scheduled_for: parse_ts(&sched)?,
+        window_from: parse_ts(&from)?,
+        window_to: parse_ts(&to)?,
+        created_at: parse_ts(&created)?,
+        finished_at: opt_ts(finished)?,
+    })
+}
+
+fn subscriber_row(r: &Row<'_>) -> rusqlite::Result<SubscriberRow> {
+    Ok(SubscriberRow {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        name: r.get(2)?,
+        timezone: r.get(3)?,
+        status: r.get(4)?,
+    })
+}
