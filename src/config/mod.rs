@@ -260,6 +260,20 @@ impl<'t> Validator<'t> {
         self.at(s.span().start, message);
     }
 
+    /// A required key: reports it missing at its table's location.
+    fn required<'r>(&mut self, value: &'r Option<S>, table: &[Seg], key: &str) -> Option<&'r S> {
+        if value.is_none() {
+            let (offset, dotted) = match DeTable::parse(self.text) {
+                Ok(t) => locate(t.get_ref(), table),
+                Err(_) => (0, String::new()),
+            };
+            let full = if dotted.is_empty() { key.to_owned() } else { format!("{dotted}.{key}") };
+            let table_name = if dotted.is_empty() { "the file".to_owned() } else { format!("`{dotted}`") };
+            self.at(offset, format!("required key `{full}` is missing from {table_name}; add it"));
+        }
+        value.as_ref()
+    }
+
     fn run(&mut self, path: &Path) -> Option<Config> {
         let table = match DeTable::parse(self.text) {
             Ok(t) => t,
@@ -365,12 +379,16 @@ impl<'t> Validator<'t> {
             }
         };
 
+        let site_seg = [Seg::Key("site".into())];
+        let site_name = self.required(&raw.site.name, &site_seg, "name");
+        let site_url = self.required(&raw.site.base_url, &site_seg, "base_url");
+        let site_from = self.required(&raw.site.from, &site_seg, "from");
         let site_tz = match &raw.site.timezone {
             Some(tz) => self.timezone(tz, "site.timezone").unwrap_or(Tz::UTC),
             None => Tz::UTC,
         };
-        let base_url = self.url(&raw.site.base_url, "site.base_url");
-        let from = self.mailbox(&raw.site.from, "site.from");
+        let base_url = site_url.and_then(|u| self.url(u, "site.base_url"));
+        let from = site_from.and_then(|f| self.mailbox(f, "site.from"));
         let reply_to = raw
             .site
             .reply_to
@@ -386,16 +404,16 @@ impl<'t> Validator<'t> {
         if !templates_dir.is_dir() {
             let offset = raw.site.templates.as_ref().map(|s| s.span().start);
             self.at(
-                offset.unwrap_or(raw.site.name.span().start),
+                offset.unwrap_or(0),
                 format!(
                     "`site.templates`: template directory {} does not exist",
                     templates_dir.display()
                 ),
             );
         }
-        let name = plain_line(raw.site.name.get_ref());
-        if name.is_empty() {
-            self.at_span(&raw.site.name, "`site.name` must not be empty".into());
+        let name = site_name.map(|n| plain_line(n.get_ref())).unwrap_or_default();
+        if let Some(n) = site_name.filter(|_| name.is_empty()) {
+            self.at_span(n, "`site.name` must not be empty".into());
         }
 
         let state_path = resolve(
@@ -410,41 +428,57 @@ impl<'t> Validator<'t> {
 
         let mut sources = Vec::new();
         let mut seen = HashSet::new();
+        let mut source_names = Vec::new();
         for (i, s) in raw.sources.iter().enumerate() {
             let key = format!("source[{i}]");
-            if !seen.insert(s.name.get_ref().to_lowercase()) {
+            let segs = [Seg::Key("source".into()), Seg::Index(i)];
+            let name = self.required(&s.name, &segs, "name");
+            let kind = self.required(&s.kind, &segs, "type");
+            let (Some(name), Some(kind)) = (name, kind) else {
+                continue;
+            };
+            source_names.push(name.get_ref().clone());
+            if !seen.insert(name.get_ref().to_lowercase()) {
                 self.at_span(
-                    &s.name,
+                    name,
                     format!(
                         "`{key}.name`: duplicate source name \"{}\"; names must be unique",
-                        s.name.get_ref()
+                        name.get_ref()
                     ),
                 );
             }
-            if let Some(src) = self.source(s, &key, &resolve, base_url.as_deref()) {
+            if let Some(src) = self.source(s, name, kind, &key, &resolve, base_url.as_deref()) {
                 sources.push(src);
             }
         }
-        let source_names: Vec<String> = raw
-            .sources
-            .iter()
-            .map(|s| s.name.get_ref().clone())
-            .collect();
 
         let mut digests = Vec::new();
         let mut seen = HashSet::new();
+        let mut digest_names = Vec::new();
         for (i, d) in raw.digests.iter().enumerate() {
             let key = format!("digest[{i}]");
-            if !seen.insert(d.name.get_ref().to_lowercase()) {
+            let segs = [Seg::Key("digest".into()), Seg::Index(i)];
+            let name = self.required(&d.name, &segs, "name");
+            let schedule = self.required(&d.schedule, &segs, "schedule");
+            let Some(name) = name else {
+                continue;
+            };
+            digest_names.push(name.get_ref().clone());
+            if !seen.insert(name.get_ref().to_lowercase()) {
                 self.at_span(
-                    &d.name,
+                    name,
                     format!(
                         "`{key}.name`: duplicate digest name \"{}\"; names must be unique",
-                        d.name.get_ref()
+                        name.get_ref()
                     ),
                 );
             }
-            if let Some(dg) = self.digest(d, &key, site_tz, &source_names, &templates_dir) {
+            let Some(schedule) = schedule else {
+                continue;
+            };
+            if let Some(dg) =
+                self.digest(d, name, schedule, &key, site_tz, &source_names, &templates_dir)
+            {
                 digests.push(dg);
             }
         }
@@ -455,20 +489,19 @@ impl<'t> Validator<'t> {
                     .into(),
             );
         }
-        let digest_names: Vec<String> = raw
-            .digests
-            .iter()
-            .map(|d| d.name.get_ref().clone())
-            .collect();
 
         let mut subscribers = Vec::new();
         let mut seen = HashSet::new();
         for (i, s) in raw.subscribers.iter().enumerate() {
             let key = format!("subscriber[{i}]");
-            if let Some(sub) = self.subscriber(s, &key, &digest_names) {
+            let segs = [Seg::Key("subscriber".into()), Seg::Index(i)];
+            let Some(email) = self.required(&s.email, &segs, "email") else {
+                continue;
+            };
+            if let Some(sub) = self.subscriber(s, email, &key, &digest_names) {
                 if !seen.insert(sub.email.to_string().to_lowercase()) {
                     self.at_span(
-                        &s.email,
+                        email,
                         format!(
                             "`{key}.email`: {} is listed twice (addresses compare case-insensitively); merge the entries",
                             sub.email
@@ -528,25 +561,29 @@ impl<'t> Validator<'t> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn source(
         &mut self,
         s: &RawSource,
+        name: &S,
+        kind: &S,
         key: &str,
         resolve: &dyn Fn(&str) -> PathBuf,
         site_url: Option<&str>,
     ) -> Option<SourceConfig> {
-        let name = s.name.get_ref().trim().to_owned();
+        let name_span = name;
+        let name = name.get_ref().trim().to_owned();
         if name.is_empty() || name.contains(char::is_control) {
             self.at_span(
-                &s.name,
+                name_span,
                 format!("`{key}.name` must be a non-empty single line"),
             );
         }
-        match s.kind.get_ref().as_str() {
+        match kind.get_ref().as_str() {
             "folder" => {
                 let Some(path) = &s.path else {
                     self.at_span(
-                        &s.kind,
+                        kind,
                         format!("`{key}.path` is required for a folder source: the directory holding essays"),
                     );
                     return None;
@@ -570,7 +607,7 @@ impl<'t> Validator<'t> {
             }
             other => {
                 self.at_span(
-                    &s.kind,
+                    kind,
                     format!("`{key}.type`: unknown source type \"{other}\"; this version supports \"folder\""),
                 );
                 None
@@ -578,31 +615,36 @@ impl<'t> Validator<'t> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn digest(
         &mut self,
         d: &RawDigest,
+        name: &S,
+        schedule: &S,
         key: &str,
         site_tz: Tz,
         sources: &[String],
         templates_dir: &Path,
     ) -> Option<Digest> {
-        let name = d.name.get_ref().trim().to_owned();
+        let name_span = name;
+        let name = name.get_ref().trim().to_owned();
         if name.is_empty()
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             self.at_span(
-                &d.name,
-                format!("`{key}.name`: \"{}\" must be non-empty and use only letters, digits, '-' and '_' (it appears in List-Id and file names)", d.name.get_ref()),
+                name_span,
+                format!("`{key}.name`: \"{}\" must be non-empty and use only letters, digits, '-' and '_' (it appears in List-Id and file names)", name_span.get_ref()),
             );
         }
-        let schedule = match parse_schedule(d.schedule.get_ref()) {
+        let schedule_text = schedule.get_ref().clone();
+        let schedule = match parse_schedule(schedule.get_ref()) {
             Ok(s) => Some(s),
             Err(e) => {
                 self.at_span(
-                    &d.schedule,
-                    format!("`{key}.schedule`: invalid cron expression \"{}\": {e}; use 5 fields (min hour day month weekday), 6-7 fields with seconds, or @hourly/@daily/@weekly", d.schedule.get_ref()),
+                    schedule,
+                    format!("`{key}.schedule`: invalid cron expression \"{}\": {e}; use 5 fields (min hour day month weekday), 6-7 fields with seconds, or @hourly/@daily/@weekly", schedule.get_ref()),
                 );
                 None
             }
@@ -623,7 +665,7 @@ impl<'t> Validator<'t> {
                     .template
                     .as_ref()
                     .map(|t| t.span().start)
-                    .unwrap_or(d.name.span().start);
+                    .unwrap_or(name_span.span().start);
                 self.at(
                     offset,
                     format!(
@@ -718,7 +760,7 @@ impl<'t> Validator<'t> {
                 .unwrap_or_else(|| name.clone()),
             name,
             schedule: schedule?,
-            schedule_text: d.schedule.get_ref().clone(),
+            schedule_text,
             timezone: timezone?,
             subject,
             template,
@@ -733,24 +775,25 @@ impl<'t> Validator<'t> {
     fn subscriber(
         &mut self,
         s: &RawSubscriber,
+        email_span: &S,
         key: &str,
         digests: &[String],
     ) -> Option<Subscriber> {
-        let email = match parse_address(s.email.get_ref()) {
+        let email = match parse_address(email_span.get_ref()) {
             Ok(a) => Some(a),
             Err(e) => {
                 self.at_span(
-                    &s.email,
+                    email_span,
                     format!(
                         "`{key}.email`: \"{}\" is not a valid e-mail address ({e})",
-                        s.email.get_ref()
+                        email_span.get_ref()
                     ),
                 );
                 None
             }
         };
         let timezone = match &s.timezone {
-            Some(tz) => Some(self.timezone(tz, &format!("{key}.timezone"))?),
+            Some(tz) => Some(self.timezone(tz, &format!("{key}.timezone"))),
             None => None,
         };
         let wanted = match &s.digests {
@@ -770,6 +813,12 @@ impl<'t> Validator<'t> {
                 }
                 list.get_ref().iter().map(|d| d.get_ref().clone()).collect()
             }
+        };
+        // Some(None): a time zone was given but is invalid (already reported).
+        let timezone = match timezone {
+            Some(None) => return None,
+            Some(tz) => tz,
+            None => None,
         };
         Some(Subscriber {
             email: email?,
@@ -863,7 +912,16 @@ pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
     } else {
         text.to_owned()
     };
-    cron::Schedule::from_str(&expr).map_err(|e| e.to_string())
+    // The cron crate repeats the expression with a caret; keep only its explanation.
+    cron::Schedule::from_str(&expr).map_err(|e| {
+        let text = e.to_string();
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && l.trim() != "^")
+            .unwrap_or("not a cron expression")
+            .trim()
+            .to_owned()
+    })
 }
 
 fn weekday_names(field: &str) -> String {

@@ -1,7 +1,8 @@
 //! The serde mirror of `config.toml`: exactly the file's shape, nothing validated yet.
 //!
 //! Values that are checked after parsing keep their `Spanned` location so that errors can
-//! point at the line. Unknown keys are found by `serde_ignored` in `super::load` rather than
+//! point at the line. Required keys are `Option`s here too: validation reports a missing
+//! one beside every other problem instead of serde stopping at the first. Unknown keys are found by `serde_ignored` in `super::load` rather than
 //! `deny_unknown_fields`, so that every typo is reported at once instead of only the first.
 
 use serde::Deserialize;
@@ -12,6 +13,7 @@ pub(crate) type S = Spanned<String>;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawConfig {
+    #[serde(default)]
     pub(crate) site: RawSite,
     #[serde(default)]
     pub(crate) state: RawState,
@@ -25,11 +27,14 @@ pub(crate) struct RawConfig {
     pub(crate) subscribers: Vec<RawSubscriber>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawSite {
-    pub(crate) name: S,
-    pub(crate) base_url: S,
-    pub(crate) from: S,
+    /// Required.
+    pub(crate) name: Option<S>,
+    /// Required.
+    pub(crate) base_url: Option<S>,
+    /// Required.
+    pub(crate) from: Option<S>,
     pub(crate) reply_to: Option<S>,
     /// IANA time zone; default "UTC".
     pub(crate) timezone: Option<S>,
@@ -56,18 +61,22 @@ pub(crate) struct RawDelivery {
 /// validation with their own locations.
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawSource {
-    pub(crate) name: S,
+    /// Required.
+    pub(crate) name: Option<S>,
+    /// Required.
     #[serde(rename = "type")]
-    pub(crate) kind: S,
+    pub(crate) kind: Option<S>,
     pub(crate) path: Option<S>,
     pub(crate) base_url: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawDigest {
-    pub(crate) name: S,
+    /// Required.
+    pub(crate) name: Option<S>,
     pub(crate) title: Option<S>,
-    pub(crate) schedule: S,
+    /// Required.
+    pub(crate) schedule: Option<S>,
     pub(crate) timezone: Option<S>,
     pub(crate) subject: Option<S>,
     pub(crate) template: Option<S>,
@@ -80,7 +89,8 @@ pub(crate) struct RawDigest {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawSubscriber {
-    pub(crate) email: S,
+    /// Required.
+    pub(crate) email: Option<S>,
     pub(crate) name: Option<S>,
     pub(crate) digests: Option<Spanned<Vec<S>>>,
     pub(crate) timezone: Option<S>,
