@@ -262,3 +262,222 @@ pub fn compose(sel: &Selection, parents: &[StoredEssay]) -> DigestView {
         threads,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_schedule, Include};
+    use crate::source::{Essay, Reply};
+    use chrono::{Duration, TimeZone};
+
+    fn t(day: u32, hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
+    }
+
+    fn digest() -> Digest {
+        Digest {
+            name: "weekly".into(),
+            title: "Weekly".into(),
+            schedule: parse_schedule("@weekly").unwrap(),
+            schedule_text: "@weekly".into(),
+            timezone: chrono_tz::UTC,
+            subject: "x".into(),
+            template: "default".into(),
+            include: Include {
+                essays: true,
+                replies: true,
+            },
+            sources: vec!["site".into()],
+            skip_if_empty: true,
+            max_essays: None,
+            first_edition_lookback: Duration::days(7),
+        }
+    }
+
+    fn essay(
+        id: i64,
+        seen: DateTime<Utc>,
+        published: Option<DateTime<Utc>>,
+        backfill: bool,
+    ) -> StoredEssay {
+        StoredEssay {
+            id,
+            first_seen_at: seen,
+            backfill,
+            essay: Essay {
+                source: "site".into(),
+                key: format!("e{id}"),
+                title: format!("Essay {id}"),
+                author: None,
+                url: None,
+                published_at: published,
+                updated_at: None,
+                summary: None,
+                content_html: String::new(),
+            },
+        }
+    }
+
+    fn reply(id: i64, essay: i64, parent: Option<i64>, seen: DateTime<Utc>) -> StoredReply {
+        StoredReply {
+            id,
+            first_seen_at: seen,
+            backfill: false,
+            reply: Reply {
+                source: "site".into(),
+                key: format!("r{id}"),
+                essay_key: format!("e{essay}"),
+                parent_key: parent.map(|p| format!("r{p}")),
+                author: None,
+                url: None,
+                published_at: Some(seen),
+                content_html: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn first_window_reaches_back_by_the_lookback() {
+        let w = next_window(&digest(), None, t(26, 8));
+        assert_eq!(
+            w,
+            Window {
+                from: t(19, 8),
+                to: t(26, 8)
+            }
+        );
+    }
+
+    #[test]
+    fn later_windows_start_where_the_previous_edition_stopped() {
+        let prev = EditionRow {
+            id: 1,
+            digest: "weekly".into(),
+            number: 1,
+            scheduled_for: t(19, 8),
+            window_from: t(12, 8),
+            window_to: t(19, 8),
+            created_at: t(19, 8),
+            finished_at: None,
+        };
+        let w = next_window(&digest(), Some(&prev), t(26, 8));
+        assert_eq!(
+            w,
+            Window {
+                from: t(19, 8),
+                to: t(26, 8)
+            }
+        );
+    }
+
+    #[test]
+    fn archive_items_older_than_the_lookback_are_not_news() {
+        let w = Window {
+            from: t(19, 8),
+            to: t(26, 8),
+        };
+        let old = essay(
+            1,
+            t(26, 7),
+            Some(Utc.with_ymd_and_hms(2024, 3, 2, 9, 0, 0).unwrap()),
+            true,
+        );
+        let recent = essay(2, t(26, 7), Some(t(24, 9)), true);
+        let undated = essay(3, t(26, 7), None, true);
+        let sel = select(&digest(), &w, vec![old, recent, undated], vec![]);
+        let ids: Vec<i64> = sel.essays.iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![3, 2], "newest first, the 2024 essay left out");
+    }
+
+    #[test]
+    fn novelty_comes_from_first_seen_not_from_claimed_dates() {
+        let w = Window {
+            from: t(19, 8),
+            to: t(26, 8),
+        };
+        // Claims to be from 2024, but Gazette first saw it this week after the source's
+        // first gather: it is new.
+        let backdated = essay(
+            1,
+            t(25, 7),
+            Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()),
+            false,
+        );
+        // Claims to be new, but was first seen before the window: already sent.
+        let stale = essay(2, t(18, 7), Some(t(25, 0)), false);
+        let sel = select(&digest(), &w, vec![backdated, stale], vec![]);
+        assert_eq!(sel.essays.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn max_essays_keeps_the_newest() {
+        let w = Window {
+            from: t(19, 8),
+            to: t(26, 8),
+        };
+        let mut d = digest();
+        d.max_essays = Some(2);
+        let essays = (1..=4)
+            .map(|i| essay(i, t(20, 8), Some(t(20 + i as u32, 0)), false))
+            .collect();
+        let sel = select(&d, &w, essays, vec![]);
+        assert_eq!(
+            sel.essays.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![4, 3]
+        );
+    }
+
+    #[test]
+    fn include_filters_essays_or_replies() {
+        let w = Window {
+            from: t(19, 8),
+            to: t(26, 8),
+        };
+        let mut d = digest();
+        d.include = Include {
+            essays: false,
+            replies: true,
+        };
+        let sel = select(
+            &d,
+            &w,
+            vec![essay(1, t(20, 8), None, false)],
+            vec![reply(1, 1, None, t(20, 9))],
+        );
+        assert!(sel.essays.is_empty());
+        assert_eq!(sel.replies.len(), 1);
+    }
+
+    #[test]
+    fn replies_are_threaded_under_their_essays() {
+        let w = Window {
+            from: t(19, 8),
+            to: t(26, 8),
+        };
+        let replies = vec![
+            reply(1, 1, None, t(20, 1)),
+            reply(2, 2, None, t(20, 2)),
+            reply(3, 1, Some(1), t(20, 3)),
+            reply(4, 1, None, t(20, 4)),
+            reply(5, 1, Some(3), t(20, 5)),
+            reply(6, 1, Some(99), t(20, 6)),
+        ];
+        let sel = select(&digest(), &w, vec![], replies);
+        let order: Vec<i64> = sel.replies.iter().map(|r| r.id).collect();
+        assert_eq!(order, vec![1, 3, 5, 4, 6, 2]);
+        let parents = vec![
+            essay(1, t(1, 0), None, false),
+            essay(2, t(1, 0), None, false),
+        ];
+        let view = compose(&sel, &parents);
+        assert_eq!(view.threads.len(), 2);
+        assert_eq!(view.threads[0].essay.title, "Essay 1");
+        let depths: Vec<usize> = view.threads[0].replies.iter().map(|r| r.depth).collect();
+        assert_eq!(depths, vec![0, 1, 2, 0, 0]);
+        assert!(
+            view.threads[0].replies[4].answers_earlier,
+            "r6 answers a reply from an earlier edition"
+        );
+        assert_eq!(view.reply_count, 6);
+    }
+}

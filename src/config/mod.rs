@@ -267,9 +267,20 @@ impl<'t> Validator<'t> {
                 Ok(t) => locate(t.get_ref(), table),
                 Err(_) => (0, String::new()),
             };
-            let full = if dotted.is_empty() { key.to_owned() } else { format!("{dotted}.{key}") };
-            let table_name = if dotted.is_empty() { "the file".to_owned() } else { format!("`{dotted}`") };
-            self.at(offset, format!("required key `{full}` is missing from {table_name}; add it"));
+            let full = if dotted.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{dotted}.{key}")
+            };
+            let table_name = if dotted.is_empty() {
+                "the file".to_owned()
+            } else {
+                format!("`{dotted}`")
+            };
+            self.at(
+                offset,
+                format!("required key `{full}` is missing from {table_name}; add it"),
+            );
         }
         value.as_ref()
     }
@@ -411,7 +422,9 @@ impl<'t> Validator<'t> {
                 ),
             );
         }
-        let name = site_name.map(|n| plain_line(n.get_ref())).unwrap_or_default();
+        let name = site_name
+            .map(|n| plain_line(n.get_ref()))
+            .unwrap_or_default();
         if let Some(n) = site_name.filter(|_| name.is_empty()) {
             self.at_span(n, "`site.name` must not be empty".into());
         }
@@ -476,9 +489,15 @@ impl<'t> Validator<'t> {
             let Some(schedule) = schedule else {
                 continue;
             };
-            if let Some(dg) =
-                self.digest(d, name, schedule, &key, site_tz, &source_names, &templates_dir)
-            {
+            if let Some(dg) = self.digest(
+                d,
+                name,
+                schedule,
+                &key,
+                site_tz,
+                &source_names,
+                &templates_dir,
+            ) {
                 digests.push(dg);
             }
         }
@@ -658,22 +677,25 @@ impl<'t> Validator<'t> {
             .as_ref()
             .map(|t| t.get_ref().clone())
             .unwrap_or_else(|| "default".into());
-        for file in ["digest.html", "digest.txt"] {
-            let p = templates_dir.join(&template).join(file);
-            if templates_dir.is_dir() && !p.is_file() {
-                let offset = d
-                    .template
-                    .as_ref()
-                    .map(|t| t.span().start)
-                    .unwrap_or(name_span.span().start);
-                self.at(
-                    offset,
-                    format!(
-                        "`{key}.template`: template set \"{template}\" has no {file} (looked for {})",
-                        p.display()
-                    ),
-                );
-            }
+        let set_dir = templates_dir.join(&template);
+        let missing: Vec<&str> = ["digest.html", "digest.txt"]
+            .into_iter()
+            .filter(|f| !set_dir.join(f).is_file())
+            .collect();
+        if templates_dir.is_dir() && !missing.is_empty() {
+            let offset = d
+                .template
+                .as_ref()
+                .map(|t| t.span().start)
+                .unwrap_or(name_span.span().start);
+            self.at(
+                offset,
+                format!(
+                    "`{key}.template`: template set \"{template}\" has no {} (looked in {})",
+                    missing.join(" or "),
+                    set_dir.display()
+                ),
+            );
         }
         let include = match d.include.as_ref().map(|i| i.get_ref().as_str()) {
             None | Some("both") => Include {
@@ -1066,4 +1088,77 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn next_after(expr: &str, y: i32, m: u32, d: u32) -> String {
+        let s = parse_schedule(expr).unwrap();
+        let after = Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap();
+        s.after(&after)
+            .next()
+            .unwrap()
+            .format("%a %Y-%m-%d %H:%M:%S")
+            .to_string()
+    }
+
+    #[test]
+    fn five_field_cron_numbers_weekdays_from_sunday_zero() {
+        // 2026-11-29 is a Sunday.
+        assert_eq!(
+            next_after("0 8 * * 1", 2026, 11, 29),
+            "Mon 2026-11-30 08:00:00"
+        );
+        assert_eq!(
+            next_after("0 8 * * 0", 2026, 11, 28),
+            "Sun 2026-11-29 08:00:00"
+        );
+        assert_eq!(
+            next_after("0 8 * * 7", 2026, 11, 28),
+            "Sun 2026-11-29 08:00:00"
+        );
+        assert_eq!(
+            next_after("30 6 * * 1-5", 2026, 11, 27),
+            "Mon 2026-11-30 06:30:00"
+        );
+        assert_eq!(
+            next_after("0 8 * * mon", 2026, 11, 29),
+            "Mon 2026-11-30 08:00:00"
+        );
+    }
+
+    #[test]
+    fn accepts_seconds_fields_and_shorthands() {
+        assert_eq!(
+            next_after("15 0 9 * * *", 2026, 11, 29),
+            "Mon 2026-11-30 09:00:15"
+        );
+        assert_eq!(
+            next_after("@daily", 2026, 11, 29),
+            "Mon 2026-11-30 00:00:00"
+        );
+        assert_eq!(
+            next_after("@weekly", 2026, 11, 26),
+            "Sun 2026-11-29 00:00:00"
+        );
+        assert!(parse_schedule("every day").is_err());
+        assert!(parse_schedule("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn addresses_get_lower_case_domains() {
+        assert_eq!(
+            parse_address(" Bo.Chen@Example.NET ").unwrap().to_string(),
+            "Bo.Chen@example.net"
+        );
+        assert!(parse_address("not an address").is_err());
+    }
+
+    #[test]
+    fn plain_lines_drop_control_characters() {
+        assert_eq!(plain_line("a\r\nBcc: x\u{0}  y"), "a Bcc: x y");
+    }
 }

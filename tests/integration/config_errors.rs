@@ -1,0 +1,156 @@
+//! `gazette check` on one fixture per failure mode. Each fixture marks the lines that are
+//! wrong with `# expect: <message>`; the test asserts that every marked problem is
+//! reported with `config.toml:<line>:` and its message, and that nothing else is.
+
+use std::fs;
+use std::path::Path;
+
+use crate::common::Site;
+
+fn check_fixture(name: &str) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/invalid")
+        .join(name);
+    let text = fs::read_to_string(&fixture).unwrap();
+    let expected: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| l.split_once("# expect: ").map(|(_, m)| (i + 1, m.trim())))
+        .collect();
+    assert!(!expected.is_empty(), "{name} marks no expected problem");
+
+    let site = Site::new();
+    site.write("config.toml", &text);
+    let run = site.gazette(&["check"]);
+    assert_eq!(run.code, 1, "{name}: exit code; stderr:\n{}", run.stderr);
+    assert!(
+        run.stdout.is_empty(),
+        "{name}: nothing on stdout, got {}",
+        run.stdout
+    );
+    let problems: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.trim_start().contains("config.toml:"))
+        .filter(|l| !l.starts_with("error:"))
+        .collect();
+    for (line, message) in &expected {
+        let at = format!("config.toml:{line}:");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains(&at) && p.contains(message)),
+            "{name}: expected {at} … {message}\ngot:\n{}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        problems.len(),
+        expected.len(),
+        "{name}: reported problems\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn errors_when_a_key_is_misspelt() {
+    check_fixture("unknown_key.toml");
+}
+
+#[test]
+fn errors_when_an_address_is_invalid() {
+    check_fixture("bad_address.toml");
+}
+
+#[test]
+fn errors_when_a_cron_expression_is_invalid() {
+    check_fixture("bad_cron.toml");
+}
+
+#[test]
+fn errors_when_a_time_zone_is_unknown() {
+    check_fixture("unknown_timezone.toml");
+}
+
+#[test]
+fn errors_when_a_digest_names_an_unknown_source() {
+    check_fixture("unknown_source.toml");
+}
+
+#[test]
+fn errors_when_a_subscriber_names_an_unknown_digest() {
+    check_fixture("unknown_digest.toml");
+}
+
+#[test]
+fn errors_when_digest_names_repeat_ignoring_case() {
+    check_fixture("duplicate_names.toml");
+}
+
+#[test]
+fn errors_when_addresses_repeat_ignoring_case() {
+    check_fixture("duplicate_addresses.toml");
+}
+
+#[test]
+fn errors_when_a_template_set_is_missing() {
+    check_fixture("missing_template.toml");
+}
+
+#[test]
+fn errors_when_a_required_key_is_missing() {
+    check_fixture("missing_required.toml");
+}
+
+#[test]
+fn reports_three_different_mistakes_at_once() {
+    check_fixture("three_mistakes.toml");
+}
+
+#[test]
+fn errors_when_the_file_is_not_toml() {
+    check_fixture("invalid_toml.toml");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let site = Site::new();
+    let run = site.gazette(&["check"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("config.toml is valid: 1 sources, 2 digests, 3 subscribers"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !site.path("gazette.db").exists(),
+        "check creates no database"
+    );
+}
+
+#[test]
+fn names_the_file_when_it_cannot_be_read() {
+    let site = Site::new();
+    let run = site.gazette(&["--config", "nope.toml", "check"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("cannot read config file nope.toml"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn check_reports_a_template_error_with_its_cause() {
+    let site = Site::new();
+    site.edit(
+        "templates/default/digest.html",
+        "{% for essay in essays %}",
+        "{% for essay in essays %}{{ essay.title | no_such_filter }}",
+    );
+    let run = site.gazette(&["check"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("default/digest.html"), "{}", run.stderr);
+    assert!(run.stderr.contains("no_such_filter"), "{}", run.stderr);
+}

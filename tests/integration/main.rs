@@ -1,0 +1,7 @@
+//! Integration tests, built into one binary to keep link time down on small machines.
+#![allow(unreachable_pub, dead_code)]
+
+mod common;
+mod config_errors;
+mod render;
+mod send;
