@@ -168,8 +168,14 @@ impl Mail {
                 .map(|s| s.trim().to_owned()),
             has_date: m.date().is_some(),
             types: m.parts.iter().map(ctype).collect(),
-            text: m.body_text(0).map(|c| c.into_owned()).unwrap_or_default(),
-            html: m.body_html(0).map(|c| c.into_owned()).unwrap_or_default(),
+            text: m
+                .body_text(0)
+                .map(|c| c.replace("\r\n", "\n"))
+                .unwrap_or_default(),
+            html: m
+                .body_html(0)
+                .map(|c| c.replace("\r\n", "\n"))
+                .unwrap_or_default(),
         }
     }
 }
