@@ -280,7 +280,9 @@ fn register_helpers(tera: &mut Tera) {
         let indent = arg_str(args, "indent").unwrap_or("");
         let opts = textwrap::Options::new(arg_usize(args, "width", 72))
             .initial_indent(indent)
-            .subsequent_indent(indent);
+            .subsequent_indent(indent)
+            .word_splitter(textwrap::WordSplitter::NoHyphenation)
+            .break_words(false);
         Ok(Value::String(textwrap::fill(text, opts)))
     });
     // `{{ "    " | repeat(n=reply.depth) }}`: a string n times, for indenting threads.

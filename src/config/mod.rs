@@ -814,10 +814,10 @@ impl<'t> Validator<'t> {
                 None
             }
         };
-        let timezone = match &s.timezone {
-            Some(tz) => Some(self.timezone(tz, &format!("{key}.timezone"))),
-            None => None,
-        };
+        let timezone = s
+            .timezone
+            .as_ref()
+            .map(|tz| self.timezone(tz, &format!("{key}.timezone")));
         let wanted = match &s.digests {
             None => digests.to_vec(),
             Some(list) => {

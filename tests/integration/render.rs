@@ -1,1 +1,177 @@
+//! Rendering the shipped templates through the library, with snapshots of both parts, and
+//! the template sandbox rules.
 
+use gazette::config::{self, Config};
+use gazette::edition::{DigestView, EssayView, ReplyView, ThreadView};
+use gazette::render::{
+    DigestInfo, EditionInfo, MessageContext, Rendered, Renderer, SiteInfo, SubscriberInfo,
+};
+
+use crate::common::Site;
+
+fn view() -> DigestView {
+    let essay = EssayView {
+        title: "Fish & Chips <and> Other \"Quotes\"".into(),
+        author: Some("Maren Holt".into()),
+        url: Some("https://longmargin.example.org/essays/fish/".into()),
+        // Late on the 23rd in London is already the 24th in Kolkata.
+        published_at: "2026-11-23T23:30:00.000000Z".into(),
+        summary: None,
+        content_html: "<p>One two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two twenty-three twenty-four twenty-five twenty-six twenty-seven twenty-eight twenty-nine thirty thirty-one thirty-two thirty-three thirty-four thirty-five thirty-six thirty-seven thirty-eight thirty-nine forty forty-one forty-two forty-three forty-four forty-five forty-six forty-seven forty-eight forty-nine fifty fifty-one fifty-two fifty-three fifty-four fifty-five fifty-six fifty-seven fifty-eight fifty-nine sixty sixty-one sixty-two.</p>".into(),
+    };
+    let reply = |author: Option<&str>, depth: usize, text: &str| ReplyView {
+        author: author.map(str::to_owned),
+        url: Some(format!(
+            "https://longmargin.example.org/essays/fish/#reply-{depth}"
+        )),
+        published_at: "2026-11-24T10:00:00.000000Z".into(),
+        content_html: format!("<p>{text}</p>"),
+        depth,
+        answers_earlier: false,
+    };
+    DigestView {
+        essays: vec![essay.clone()],
+        threads: vec![ThreadView {
+            essay,
+            replies: vec![
+                reply(
+                    Some("Tomas Reid"),
+                    0,
+                    "I disagree with the second paragraph.",
+                ),
+                reply(Some("Maren Holt"), 1, "Which part of it?"),
+                reply(None, 2, "The part about vinegar, surely."),
+            ],
+        }],
+        reply_count: 3,
+    }
+}
+
+fn render(cfg: &Config, digest: usize, name: Option<&str>, tz: &str) -> Rendered {
+    let mut v = view();
+    // Each digest sees only what it includes, as `edition::select` would give it.
+    if !cfg.digests[digest].include.essays {
+        v.essays.clear();
+    }
+    if !cfg.digests[digest].include.replies {
+        v.threads.clear();
+        v.reply_count = 0;
+    }
+    let renderer = Renderer::load(cfg).unwrap();
+    let d = &cfg.digests[digest];
+    let site = SiteInfo {
+        name: cfg.site.name.clone(),
+        base_url: cfg.site.base_url.clone(),
+    };
+    let info = DigestInfo {
+        name: d.name.clone(),
+        title: d.title.clone(),
+    };
+    let edition = EditionInfo {
+        number: 7,
+        date: "2026-11-30T08:00:00.000000Z".into(),
+    };
+    let ctx = MessageContext {
+        site: &site,
+        digest: &info,
+        edition: &edition,
+        subscriber: SubscriberInfo {
+            name: name.map(str::to_owned),
+            email: "reader@example.org".into(),
+            timezone: tz.into(),
+        },
+        view: &v,
+        unsubscribe_url: gazette::deliver::unsubscribe_mailto(&cfg.site, d),
+    };
+    renderer.render(d, &ctx).unwrap()
+}
+
+#[test]
+fn renders_the_essays_digest() {
+    let site = Site::new();
+    let cfg = config::load(&site.path("config.toml")).unwrap();
+    let out = render(&cfg, 0, Some("Ada Lovelace"), "Europe/London");
+    assert_eq!(out.subject, "The Long Margin: 1 new essay");
+    insta::assert_snapshot!("essays_text", out.text);
+    insta::assert_snapshot!("essays_html", out.html);
+}
+
+#[test]
+fn renders_the_replies_digest_with_threads() {
+    let site = Site::new();
+    let cfg = config::load(&site.path("config.toml")).unwrap();
+    let out = render(&cfg, 1, None, "Asia/Kolkata");
+    assert_eq!(out.subject, "The Long Margin: 3 new replies");
+    insta::assert_snapshot!("replies_text", out.text);
+    insta::assert_snapshot!("replies_html", out.html);
+}
+
+#[test]
+fn dates_follow_the_subscribers_time_zone() {
+    let site = Site::new();
+    let cfg = config::load(&site.path("config.toml")).unwrap();
+    let london = render(&cfg, 0, None, "Europe/London");
+    let kolkata = render(&cfg, 0, None, "Asia/Kolkata");
+    assert!(
+        london.text.contains("Maren Holt, 23 November 2026"),
+        "{}",
+        london.text
+    );
+    assert!(
+        kolkata.text.contains("Maren Holt, 24 November 2026"),
+        "{}",
+        kolkata.text
+    );
+}
+
+#[test]
+fn html_escapes_titles_and_text_keeps_them_plain() {
+    let site = Site::new();
+    let cfg = config::load(&site.path("config.toml")).unwrap();
+    let out = render(&cfg, 0, None, "UTC");
+    assert!(
+        out.html
+            .contains("Fish &amp; Chips &lt;and&gt; Other \"Quotes\""),
+        "{}",
+        out.html
+    );
+    assert!(!out.html.contains("<and>"), "{}", out.html);
+    assert!(
+        out.text.contains("FISH & CHIPS <AND> OTHER \"QUOTES\""),
+        "{}",
+        out.text
+    );
+    assert!(out.text.contains("sixty…"), "60-word excerpt: {}", out.text);
+}
+
+#[test]
+fn templates_cannot_read_the_environment() {
+    let site = Site::new();
+    site.edit(
+        "templates/default/digest.txt",
+        "{% block content %}",
+        "{% block content %}{{ get_env(name=\"HOME\") }}",
+    );
+    let run = site.gazette(&["check"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("get_env is disabled"), "{}", run.stderr);
+    let run = site.gazette(&["send"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("get_env is disabled"), "{}", run.stderr);
+    assert!(site.emls_in("outbox").is_empty());
+}
+
+#[test]
+fn the_inliner_never_loads_stylesheets() {
+    let site = Site::new();
+    site.edit(
+        "templates/default/base.html",
+        "<style>",
+        "<link rel=\"stylesheet\" href=\"https://cdn.example.com/evil.css\"><link rel=\"stylesheet\" href=\"/etc/passwd\"><style>",
+    );
+    let cfg = config::load(&site.path("config.toml")).unwrap();
+    let out = render(&cfg, 0, None, "UTC");
+    assert!(!out.html.contains("<link"), "{}", out.html);
+    assert!(!out.html.contains("evil.css"));
+    assert!(!out.html.contains("root:"), "no local file was read");
+}
