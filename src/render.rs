@@ -121,6 +121,7 @@ pub struct Rendered {
 pub struct Renderer {
     tera: Tera,
     dir: PathBuf,
+    inliner: css_inline::CSSInliner<'static>,
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -178,7 +179,13 @@ impl Renderer {
                     chain: chain(&e),
                 })?;
         }
-        Ok(Renderer { tera, dir })
+        // Never fetch a stylesheet: not from the network, not from disk.
+        let inliner = css_inline::CSSInliner::options()
+            .load_remote_stylesheets(false)
+            .keep_style_tags(false)
+            .keep_link_tags(false)
+            .build();
+        Ok(Renderer { tera, dir, inliner })
     }
 
     /// The template directory these were loaded from.
@@ -209,15 +216,13 @@ impl Renderer {
         let subject = plain_line(&run(&subject_name(&digest.name))?);
         let html_raw = run(&format!("{}/digest.html", digest.template))?;
         let text = run(&format!("{}/digest.txt", digest.template))?;
-        let inliner = css_inline::CSSInliner::options()
-            .load_remote_stylesheets(false)
-            .keep_style_tags(false)
-            .keep_link_tags(false)
-            .build();
-        let html = inliner.inline(&html_raw).map_err(|e| RenderError::Inline {
-            digest: digest.name.clone(),
-            message: e.to_string(),
-        })?;
+        let html = self
+            .inliner
+            .inline(&html_raw)
+            .map_err(|e| RenderError::Inline {
+                digest: digest.name.clone(),
+                message: e.to_string(),
+            })?;
         Ok(Rendered {
             subject,
             html,

@@ -26,6 +26,14 @@ pub enum StoreError {
         /// The SQLite error.
         source: rusqlite::Error,
     },
+    /// The folder for the database file could not be created.
+    #[error("cannot create the folder for database {path}: {source}")]
+    CreateDir {
+        /// The database file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The database was written by a newer Gazette.
     #[error("database {path} has schema version {found}, newer than this Gazette knows ({known}); upgrade Gazette")]
     TooNew {
@@ -186,9 +194,9 @@ impl Store {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                 path: path.to_owned(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                source,
             })?;
         }
         let wrap = |source| StoreError::Open {

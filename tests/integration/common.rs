@@ -99,6 +99,15 @@ impl Site {
         out
     }
 
+    /// The outbox messages whose file name starts with `prefix` (e.g. `essays-0002-`).
+    pub fn outbox_matching(&self, prefix: &str) -> Vec<Mail> {
+        self.emls_in("outbox")
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(_, b)| Mail::parse(b))
+            .collect()
+    }
+
     pub fn outbox(&self) -> Vec<Mail> {
         self.emls_in("outbox")
             .iter()

@@ -208,12 +208,7 @@ fn a_new_essay_goes_out_in_the_next_edition_only() {
         "{}",
         run.stdout
     );
-    let second: Vec<Mail> = site
-        .emls_in("outbox")
-        .iter()
-        .filter(|(n, _)| n.starts_with("essays-0002-"))
-        .map(|(_, b)| Mail::parse(b))
-        .collect();
+    let second: Vec<Mail> = site.outbox_matching("essays-0002-");
     assert_eq!(second.len(), 2);
     for m in &second {
         assert_eq!(m.subject, "The Long Margin: 1 new essay");
@@ -481,12 +476,7 @@ fn a_broken_source_does_not_block_the_others_and_its_items_come_later() {
         "{}",
         run.stdout
     );
-    let second: Vec<Mail> = site
-        .emls_in("outbox")
-        .iter()
-        .filter(|(n, _)| n.starts_with("essays-0002-"))
-        .map(|(_, b)| Mail::parse(b))
-        .collect();
+    let second: Vec<Mail> = site.outbox_matching("essays-0002-");
     assert_eq!(second.len(), 2);
     assert!(second[0].html.contains("From the Second Source") && second[0].html.contains("Broken"));
 }
@@ -513,12 +503,7 @@ fn an_unsubscribed_address_is_not_mailed_even_if_config_lists_it() {
         "{}",
         run.stdout
     );
-    let second: Vec<Mail> = site
-        .emls_in("outbox")
-        .iter()
-        .filter(|(n, _)| n.starts_with("essays-0002-"))
-        .map(|(_, b)| Mail::parse(b))
-        .collect();
+    let second: Vec<Mail> = site.outbox_matching("essays-0002-");
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].to_addr, "Bo.Chen@example.net");
     assert_eq!(
