@@ -6,6 +6,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use chrono::{DateTime, Utc};
 use lettre::Address;
@@ -16,7 +20,7 @@ use crate::edition::{self, DigestView, Selection};
 use crate::render::{
     DigestInfo, EditionInfo, MessageContext, RenderError, Renderer, SiteInfo, SubscriberInfo,
 };
-use crate::source;
+use crate::source::{self, http::HttpClient, http::HttpError, GatherContext};
 use crate::store::{self, Added, NewEdition, PendingDelivery, Store, StoreError, SubscriberRow};
 use crate::time;
 
@@ -123,6 +127,9 @@ pub enum PipelineError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The HTTP client could not be set up.
+    #[error(transparent)]
+    Http(#[from] HttpError),
     /// A template failed; the edition was not created and nothing was sent.
     #[error("{0}; nothing was sent for this edition")]
     Render(#[from] RenderError),
@@ -145,24 +152,53 @@ pub enum PipelineError {
     NothingToTest(String),
 }
 
+/// How many sources are fetched at once (the per-host limit applies inside this).
+const GATHER_CONCURRENCY: usize = 8;
+
 /// Gathers every source into the store; a failing source is reported and the others go on.
 pub async fn gather(
     config: &Config,
     store: &mut Store,
     now: DateTime<Utc>,
-) -> Result<Vec<GatherOutcome>, StoreError> {
+) -> Result<Vec<GatherOutcome>, PipelineError> {
+    let http = Arc::new(HttpClient::new(config.http.clone(), &config.site.base_url)?);
+    let permits = Arc::new(Semaphore::new(GATHER_CONCURRENCY));
+    let mut tasks = JoinSet::new();
+    for (i, src) in config.sources.iter().enumerate() {
+        let memory = store.source_memory(src.name())?;
+        let ctx = GatherContext {
+            http: http.clone(),
+            cache: memory.validators,
+            comment_feeds: memory.comment_feeds,
+            known_essays: memory.essays,
+            since: memory.last_ok_at,
+        };
+        let src = src.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (i, source::gather(&src, &ctx).await)
+        });
+    }
+    let mut results: Vec<(usize, Result<source::Gathered, String>)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, r)) => results.push((i, r.map_err(|e| e.to_string()))),
+            Err(e) => tracing::error!(error = %e, "A gather task stopped unexpectedly."),
+        }
+    }
+    results.sort_by_key(|(i, _)| *i);
     let mut out = Vec::new();
-    for src in &config.sources {
-        let name = src.name().to_owned();
-        let result = match source::gather(src).await {
+    for (i, result) in results {
+        let name = config.sources[i].name().to_owned();
+        let result = match result {
             Ok(g) => {
                 let added = store.upsert_gathered(&name, &g, now)?;
                 tracing::info!(source = %name, essays = g.essays.len(), replies = g.replies.len(),
                     new_essays = added.essays, new_replies = added.replies, "Gathered source.");
                 Ok(added)
             }
-            Err(e) => {
-                let message = e.to_string();
+            Err(message) => {
                 store.record_source_failure(&name, now, &message)?;
                 tracing::error!(source = %name, error = %message, "Gathering failed; its items will come in a later edition.");
                 Err(message)

@@ -17,6 +17,7 @@ use lettre::Address;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use crate::source::http::HttpSettings;
 use raw::{RawConfig, RawDigest, RawSource, RawSubscriber, S};
 
 /// Validated configuration; every path is already resolved against the config's directory.
@@ -30,6 +31,8 @@ pub struct Config {
     pub state_path: PathBuf,
     /// Where messages go.
     pub delivery: Delivery,
+    /// How web sources are fetched.
+    pub http: HttpSettings,
     /// Where essays and replies come from.
     pub sources: Vec<SourceConfig>,
     /// The newsletters subscribers can receive.
@@ -70,6 +73,10 @@ pub enum Delivery {
 pub enum SourceConfig {
     /// A local folder of Markdown essays and TOML reply files.
     Folder(FolderSourceConfig),
+    /// An RSS, Atom or JSON feed, with comment feeds.
+    Feed(FeedSourceConfig),
+    /// A WordPress site's REST API.
+    WordPress(WordPressSourceConfig),
 }
 
 impl SourceConfig {
@@ -77,6 +84,8 @@ impl SourceConfig {
     pub fn name(&self) -> &str {
         match self {
             SourceConfig::Folder(f) => &f.name,
+            SourceConfig::Feed(f) => &f.name,
+            SourceConfig::WordPress(w) => &w.name,
         }
     }
 }
@@ -90,6 +99,32 @@ pub struct FolderSourceConfig {
     pub path: PathBuf,
     /// Public URL under which essays are published (`<base_url>/<slug>/`).
     pub base_url: String,
+}
+
+/// `type = "feed"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedSourceConfig {
+    /// Unique source name.
+    pub name: String,
+    /// The essays feed.
+    pub url: String,
+    /// A site-wide comments feed (WordPress: `/comments/feed/`).
+    pub comments_url: Option<String>,
+    /// Follow each essay's own comment feed (`wfw:commentRss`, Atom `rel="replies"`).
+    pub comment_feeds: bool,
+    /// Poll the comment feeds of at most this many essays, newest first.
+    pub comment_feed_limit: usize,
+}
+
+/// `type = "wordpress"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WordPressSourceConfig {
+    /// Unique source name.
+    pub name: String,
+    /// The site's address, without a trailing slash.
+    pub base_url: String,
+    /// At most this many pages of 100 posts or comments per gather.
+    pub max_pages: u32,
 }
 
 /// What a digest carries.
@@ -337,6 +372,7 @@ impl<'t> Validator<'t> {
                 "site",
                 "state",
                 "delivery",
+                "http",
                 "source",
                 "digest",
                 "subscriber",
@@ -351,7 +387,24 @@ impl<'t> Validator<'t> {
             ],
             (Some("state"), _) => &["path"],
             (Some("delivery"), _) => &["transport", "outbox"],
-            (Some("source"), _) => &["name", "type", "path", "base_url"],
+            (Some("source"), _) => &[
+                "name",
+                "type",
+                "path",
+                "base_url",
+                "url",
+                "comments_url",
+                "comment_feeds",
+                "comment_feed_limit",
+                "max_pages",
+            ],
+            (Some("http"), _) => &[
+                "timeout",
+                "connect_timeout",
+                "max_body_bytes",
+                "retries",
+                "per_host",
+            ],
             (Some("digest"), _) => &[
                 "name",
                 "title",
@@ -438,6 +491,7 @@ impl<'t> Validator<'t> {
         );
 
         let delivery = self.delivery(&raw.delivery, &resolve);
+        let http = self.http(&raw.http);
 
         let mut sources = Vec::new();
         let mut seen = HashSet::new();
@@ -544,10 +598,60 @@ impl<'t> Validator<'t> {
             },
             state_path,
             delivery: delivery?,
+            http,
             sources,
             digests,
             subscribers,
         })
+    }
+
+    fn http(&mut self, raw: &raw::RawHttp) -> HttpSettings {
+        let mut h = HttpSettings::default();
+        let mut duration = |v: &Option<S>, key: &str, into: &mut std::time::Duration| {
+            if let Some(v) = v {
+                match humantime::parse_duration(v.get_ref()) {
+                    Ok(d) if !d.is_zero() => *into = d,
+                    _ => self.at_span(
+                        v,
+                        format!(
+                            "`http.{key}`: \"{}\" is not a duration; write e.g. \"30s\"",
+                            v.get_ref()
+                        ),
+                    ),
+                }
+            }
+        };
+        duration(&raw.timeout, "timeout", &mut h.timeout);
+        duration(
+            &raw.connect_timeout,
+            "connect_timeout",
+            &mut h.connect_timeout,
+        );
+        if let Some(n) = self.count(&raw.max_body_bytes, "http.max_body_bytes", 1024) {
+            h.max_body_bytes = n;
+        }
+        if let Some(n) = self.count(&raw.retries, "http.retries", 0) {
+            h.retries = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(n) = self.count(&raw.per_host, "http.per_host", 1) {
+            h.per_host = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        h
+    }
+
+    /// A whole number of at least `min`.
+    fn count(&mut self, v: &Option<Spanned<i64>>, key: &str, min: i64) -> Option<u64> {
+        let v = v.as_ref()?;
+        match u64::try_from(*v.get_ref()) {
+            Ok(n) if *v.get_ref() >= min => Some(n),
+            _ => {
+                self.at_span(
+                    v,
+                    format!("`{key}` must be a whole number of at least {min}"),
+                );
+                None
+            }
+        }
     }
 
     fn delivery(
@@ -598,7 +702,91 @@ impl<'t> Validator<'t> {
                 format!("`{key}.name` must be a non-empty single line"),
             );
         }
-        match kind.get_ref().as_str() {
+        let kind_name = kind.get_ref().as_str();
+        let applies: &[&str] = match kind_name {
+            "folder" => &["path", "base_url"],
+            "feed" => &["url", "comments_url", "comment_feeds", "comment_feed_limit"],
+            "wordpress" => &["base_url", "max_pages"],
+            _ => &[],
+        };
+        let given: [(&str, Option<usize>); 7] = [
+            ("path", s.path.as_ref().map(|v| v.span().start)),
+            ("base_url", s.base_url.as_ref().map(|v| v.span().start)),
+            ("url", s.url.as_ref().map(|v| v.span().start)),
+            (
+                "comments_url",
+                s.comments_url.as_ref().map(|v| v.span().start),
+            ),
+            (
+                "comment_feeds",
+                s.comment_feeds.as_ref().map(|v| v.span().start),
+            ),
+            (
+                "comment_feed_limit",
+                s.comment_feed_limit.as_ref().map(|v| v.span().start),
+            ),
+            ("max_pages", s.max_pages.as_ref().map(|v| v.span().start)),
+        ];
+        if matches!(kind_name, "folder" | "feed" | "wordpress") {
+            for (k, at) in given {
+                if let Some(at) = at.filter(|_| !applies.contains(&k)) {
+                    self.at(
+                        at,
+                        format!(
+                            "`{key}.{k}` does not apply to a {kind_name} source (its keys: {})",
+                            applies.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        match kind_name {
+            "feed" => {
+                let Some(url) = &s.url else {
+                    self.at_span(kind, format!("`{key}.url` is required for a feed source: the address of its RSS, Atom or JSON feed"));
+                    return None;
+                };
+                let url = self.url(url, &format!("{key}.url"));
+                let comments_url = match &s.comments_url {
+                    Some(c) => Some(self.url(c, &format!("{key}.comments_url"))?),
+                    None => None,
+                };
+                let limit = self
+                    .count(
+                        &s.comment_feed_limit,
+                        &format!("{key}.comment_feed_limit"),
+                        0,
+                    )
+                    .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                    .unwrap_or(20);
+                Some(SourceConfig::Feed(FeedSourceConfig {
+                    name,
+                    url: url?,
+                    comments_url,
+                    comment_feeds: s
+                        .comment_feeds
+                        .as_ref()
+                        .map(|b| *b.get_ref())
+                        .unwrap_or(true),
+                    comment_feed_limit: limit,
+                }))
+            }
+            "wordpress" => {
+                let Some(base) = &s.base_url else {
+                    self.at_span(kind, format!("`{key}.base_url` is required for a wordpress source: the site's address"));
+                    return None;
+                };
+                let base = self.url(base, &format!("{key}.base_url"));
+                let max_pages = self
+                    .count(&s.max_pages, &format!("{key}.max_pages"), 1)
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                    .unwrap_or(10);
+                Some(SourceConfig::WordPress(WordPressSourceConfig {
+                    name,
+                    base_url: base?,
+                    max_pages,
+                }))
+            }
             "folder" => {
                 let Some(path) = &s.path else {
                     self.at_span(
@@ -627,7 +815,7 @@ impl<'t> Validator<'t> {
             other => {
                 self.at_span(
                     kind,
-                    format!("`{key}.type`: unknown source type \"{other}\"; this version supports \"folder\""),
+                    format!("`{key}.type`: unknown source type \"{other}\"; use \"folder\", \"feed\" or \"wordpress\""),
                 );
                 None
             }

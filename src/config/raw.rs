@@ -19,6 +19,8 @@ pub(crate) struct RawConfig {
     pub(crate) state: RawState,
     #[serde(default)]
     pub(crate) delivery: RawDelivery,
+    #[serde(default)]
+    pub(crate) http: RawHttp,
     #[serde(default, rename = "source")]
     pub(crate) sources: Vec<RawSource>,
     #[serde(default, rename = "digest")]
@@ -56,6 +58,21 @@ pub(crate) struct RawDelivery {
     pub(crate) outbox: Option<S>,
 }
 
+/// `[http]`: how web sources are fetched.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawHttp {
+    /// Whole-request timeout; default "30s".
+    pub(crate) timeout: Option<S>,
+    /// Connect timeout; default "10s".
+    pub(crate) connect_timeout: Option<S>,
+    /// Largest response accepted; default 10 MiB.
+    pub(crate) max_body_bytes: Option<Spanned<i64>>,
+    /// Retries for 5xx, 429, timeouts and resets; default 3.
+    pub(crate) retries: Option<Spanned<i64>>,
+    /// Concurrent requests per host; default 2.
+    pub(crate) per_host: Option<Spanned<i64>>,
+}
+
 /// One `[[source]]`. A flat struct rather than a tagged enum: toml's spans do not survive
 /// serde's buffering of internally tagged enums, and the per-type keys are checked in
 /// validation with their own locations.
@@ -68,6 +85,11 @@ pub(crate) struct RawSource {
     pub(crate) kind: Option<S>,
     pub(crate) path: Option<S>,
     pub(crate) base_url: Option<S>,
+    pub(crate) url: Option<S>,
+    pub(crate) comments_url: Option<S>,
+    pub(crate) comment_feeds: Option<Spanned<bool>>,
+    pub(crate) comment_feed_limit: Option<Spanned<i64>>,
+    pub(crate) max_pages: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,13 +1,21 @@
 //! Sources fetch essays and replies from one configured place, normalise and sanitise
 //! them, and return plain values. They never write the store or know about digests.
 
+pub mod feed;
 pub mod folder;
+pub mod http;
+pub mod identity;
 pub mod normalize;
+pub mod wordpress;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use std::path::PathBuf;
 
 use crate::config::SourceConfig;
+use http::{HttpClient, HttpError, Validators};
 
 /// One essay as a source saw it, already sanitised.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +68,63 @@ pub struct Gathered {
     pub essays: Vec<Essay>,
     /// Replies found.
     pub replies: Vec<Reply>,
+    /// Older essays fetched only to place replies under; stored as archive, never news.
+    pub context_essays: Vec<Essay>,
+    /// What was fetched over HTTP, for the next conditional request.
+    pub fetches: Vec<FetchRecord>,
+}
+
+/// One URL fetched during a gather.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchRecord {
+    /// The URL as configured or discovered.
+    pub url: String,
+    /// Set for an essay's own comment feed, so it is polled again later.
+    pub essay_key: Option<String>,
+    /// Validators for the next request (`None` after a 304: keep the stored ones).
+    pub validators: Option<Validators>,
+}
+
+impl FetchRecord {
+    /// A 200 with these validators.
+    pub fn fetched(url: &str, essay_key: Option<&str>, v: &Validators) -> FetchRecord {
+        FetchRecord {
+            url: url.to_owned(),
+            essay_key: essay_key.map(str::to_owned),
+            validators: Some(v.clone()),
+        }
+    }
+
+    /// A 304.
+    pub fn not_modified(url: &str, essay_key: Option<&str>) -> FetchRecord {
+        FetchRecord {
+            url: url.to_owned(),
+            essay_key: essay_key.map(str::to_owned),
+            validators: None,
+        }
+    }
+}
+
+/// What a source may know from earlier gathers; read from the store by the caller.
+#[derive(Clone)]
+pub struct GatherContext {
+    /// The shared HTTP client.
+    pub http: Arc<HttpClient>,
+    /// Validators per URL from earlier fetches of this source.
+    pub cache: HashMap<String, Validators>,
+    /// Comment feeds found earlier: (url, essay key).
+    pub comment_feeds: Vec<(String, String)>,
+    /// Essays of this source already stored: (url, key), newest first.
+    pub known_essays: Vec<(Option<String>, String)>,
+    /// When this source last gathered successfully.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl GatherContext {
+    /// Validators for a conditional request to `url`, if it was fetched before.
+    pub fn validators(&self, url: &str) -> Option<&Validators> {
+        self.cache.get(url)
+    }
 }
 
 /// Why a source could not be gathered.
@@ -73,6 +138,17 @@ pub enum SourceError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A fetch failed (after retries).
+    #[error("{0}")]
+    Http(#[from] HttpError),
+    /// A feed document could not be parsed.
+    #[error("{url}: {message}")]
+    Feed {
+        /// Where it came from.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A file's content is malformed.
     #[error("{path}: {message}")]
     Malformed {
@@ -84,7 +160,7 @@ pub enum SourceError {
 }
 
 /// Gathers one source.
-pub async fn gather(config: &SourceConfig) -> Result<Gathered, SourceError> {
+pub async fn gather(config: &SourceConfig, ctx: &GatherContext) -> Result<Gathered, SourceError> {
     match config {
         SourceConfig::Folder(f) => {
             let f = f.clone();
@@ -98,5 +174,7 @@ pub async fn gather(config: &SourceConfig) -> Result<Gathered, SourceError> {
                     })
                 })
         }
+        SourceConfig::Feed(f) => feed::gather(f, ctx).await,
+        SourceConfig::WordPress(w) => wordpress::gather(w, ctx).await,
     }
 }

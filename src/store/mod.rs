@@ -11,9 +11,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::config;
+use crate::source::http::Validators;
 use crate::source::{Essay, Gathered, Reply};
 
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema2.sql")];
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +171,19 @@ pub struct Added {
     pub replies: usize,
 }
 
+/// What the store remembers about a source, for its next gather.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceMemory {
+    /// Validators per fetched URL.
+    pub validators: std::collections::HashMap<String, Validators>,
+    /// Essays' comment feeds: (url, essay key).
+    pub comment_feeds: Vec<(String, String)>,
+    /// Stored essays: (url, key), newest first.
+    pub essays: Vec<(Option<String>, String)>,
+    /// Last successful gather.
+    pub last_ok_at: Option<DateTime<Utc>>,
+}
+
 /// Formats a time the way the store keeps it.
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -288,7 +302,13 @@ impl Store {
                    published_at = excluded.published_at, updated_at = excluded.updated_at,
                    summary = excluded.summary, content_html = excluded.content_html",
             )?;
-            for e in &g.essays {
+            // Context essays are archive by definition: stored as backfill, never counted.
+            let all = g
+                .essays
+                .iter()
+                .map(|e| (e, first_gather, false))
+                .chain(g.context_essays.iter().map(|e| (e, true, true)));
+            for (e, backfill, context) in all {
                 let new = exists_e
                     .query_row(params![source, e.key], |_| Ok(()))
                     .optional()?
@@ -304,9 +324,9 @@ impl Store {
                     e.summary,
                     e.content_html,
                     now_s,
-                    first_gather
+                    backfill
                 ])?;
-                added.essays += usize::from(new);
+                added.essays += usize::from(new && !context);
             }
             let mut exists_r =
                 tx.prepare_cached("SELECT 1 FROM reply WHERE source = ?1 AND key = ?2")?;
@@ -338,6 +358,29 @@ impl Store {
                 added.replies += usize::from(new);
             }
         }
+        {
+            let mut fetched = tx.prepare_cached(
+                "INSERT INTO http_cache (url, source, essay_key, etag, last_modified, fetched_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (url) DO UPDATE SET source = ?2, essay_key = COALESCE(?3, essay_key),
+                   etag = ?4, last_modified = ?5, fetched_at = ?6",
+            )?;
+            let mut unchanged =
+                tx.prepare_cached("UPDATE http_cache SET fetched_at = ?2 WHERE url = ?1")?;
+            for f in &g.fetches {
+                match &f.validators {
+                    Some(v) => fetched.execute(params![
+                        f.url,
+                        source,
+                        f.essay_key,
+                        v.etag,
+                        v.last_modified,
+                        now_s
+                    ])?,
+                    None => unchanged.execute(params![f.url, now_s])?,
+                };
+            }
+        }
         tx.execute(
             "INSERT INTO source_state (source, first_gathered_at, last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies)
              VALUES (?1, ?2, ?2, ?2, NULL, ?3, ?4)
@@ -363,6 +406,52 @@ impl Store {
             params![source, ts(now), error],
         )?;
         Ok(())
+    }
+
+    /// What a source's next gather should know: validators, comment feeds, essays.
+    pub fn source_memory(&self, source: &str) -> Result<SourceMemory> {
+        let mut memory = SourceMemory::default();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT url, essay_key, etag, last_modified FROM http_cache WHERE source = ?1 ORDER BY fetched_at DESC",
+        )?;
+        let rows = stmt.query_map([source], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (url, essay, etag, last_modified) = row?;
+            if let Some(essay) = essay {
+                memory.comment_feeds.push((url.clone(), essay));
+            }
+            memory.validators.insert(
+                url,
+                Validators {
+                    etag,
+                    last_modified,
+                },
+            );
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT url, key FROM essay WHERE source = ?1 ORDER BY COALESCE(published_at, first_seen_at) DESC LIMIT 5000",
+        )?;
+        memory.essays = stmt
+            .query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        let last_ok: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT last_ok_at FROM source_state WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        memory.last_ok_at = opt_ts(last_ok)?;
+        Ok(memory)
     }
 
     /// The last error of a source, if its most recent gather failed.

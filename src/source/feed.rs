@@ -1,0 +1,490 @@
+//! `type = "feed"`: RSS 0.9x/1.0/2.0, Atom and JSON Feed through feed-rs, plus the
+//! comment feeds publications attach to them: per-essay feeds found in `wfw:commentRss`
+//! (RSS) or `<link rel="replies">` (Atom threading, RFC 4685), and an optional site-wide
+//! comments feed whose items link to `essay-url#comment-ID` or carry `thr:in-reply-to`.
+//!
+//! feed-rs does not expose those threading extensions, so a small quick-xml pass reads
+//! them beside it; parsing is a plain function, fetching is the only async part.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use quick_xml::events::Event;
+
+use super::http::{Fetched, HttpError};
+use super::identity::{fallback_key, normalize_ref};
+use super::normalize::{html_to_text, sanitize_html};
+use super::{Essay, FetchRecord, GatherContext, Gathered, Reply, SourceError};
+use crate::config::{plain_line, FeedSourceConfig};
+
+const ACCEPT: &str = "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1";
+
+/// One feed item, identity decided, content sanitised, threading read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// Stable key: guid/id → link → hash.
+    pub key: String,
+    /// Plain-text title.
+    pub title: String,
+    /// Plain-text author.
+    pub author: Option<String>,
+    /// The item's web page.
+    pub url: Option<String>,
+    /// Published (or, failing that, updated) time.
+    pub published_at: Option<DateTime<Utc>>,
+    /// Updated time.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Plain-text summary when the feed gave one beside full content.
+    pub summary: Option<String>,
+    /// Sanitised HTML.
+    pub content_html: String,
+    /// The item's own comment feed (wfw:commentRss or link rel=replies).
+    pub comment_feed: Option<String>,
+    /// Normalised `thr:in-reply-to` ref (the id of what it answers).
+    pub in_reply_to: Option<String>,
+    /// `thr:in-reply-to` href (the page of what it answers).
+    pub in_reply_to_href: Option<String>,
+}
+
+/// Threading extensions of one item, read by the quick-xml pass.
+#[derive(Debug, Default, Clone)]
+struct Ext {
+    id: Option<String>,
+    link: Option<String>,
+    comment_feed: Option<String>,
+    in_reply_to: Option<String>,
+    in_reply_to_href: Option<String>,
+}
+
+/// Parses a feed document into items. `base_url` resolves relative links.
+pub fn parse(bytes: &[u8], base_url: &str) -> Result<Vec<Item>, String> {
+    let parser = feed_rs::parser::Builder::new()
+        .base_uri(Some(base_url))
+        // Never a random id: items without one get "" here and a stable key below.
+        .id_generator(|_, _, _| String::new())
+        .build();
+    let feed = parser
+        .parse(bytes)
+        .map_err(|e| format!("not a valid RSS, Atom or JSON feed: {e}"))?;
+    let exts = if looks_like_xml(bytes) {
+        scan_extensions(bytes)
+    } else {
+        Vec::new()
+    };
+    let find_ext = |id: &str, link: Option<&str>| -> Option<&Ext> {
+        exts.iter().find(|x| {
+            (!id.is_empty() && x.id.as_deref().map(str::trim) == Some(id.trim()))
+                || (link.is_some() && x.link.as_deref() == link)
+        })
+    };
+    let mut items = Vec::with_capacity(feed.entries.len());
+    for entry in feed.entries {
+        let link = entry
+            .links
+            .iter()
+            .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
+            .map(|l| l.href.clone());
+        let ext = find_ext(&entry.id, link.as_deref())
+            .cloned()
+            .unwrap_or_default();
+        let title = entry
+            .title
+            .as_ref()
+            .map(|t| text_of(&t.content, t.content_type.as_ref()))
+            .unwrap_or_default();
+        let published = entry.published.or(entry.updated);
+        let key = if !entry.id.trim().is_empty() {
+            normalize_ref(&entry.id)
+        } else if let Some(l) = &link {
+            normalize_ref(l)
+        } else {
+            fallback_key(&[
+                &title,
+                &published.map(|p| p.to_rfc3339()).unwrap_or_default(),
+            ])
+        };
+        let item_base = link.clone().unwrap_or_else(|| base_url.to_owned());
+        let body_html = entry
+            .content
+            .as_ref()
+            .and_then(|c| c.body.clone())
+            .or_else(|| {
+                entry
+                    .summary
+                    .as_ref()
+                    .map(|s| text_to_html(&s.content, s.content_type.as_ref()))
+            })
+            .unwrap_or_default();
+        let summary = entry
+            .content
+            .as_ref()
+            .and(entry.summary.as_ref())
+            .map(|s| plain_line(&text_of(&s.content, s.content_type.as_ref())))
+            .filter(|s| !s.is_empty());
+        let author = entry
+            .authors
+            .iter()
+            .find_map(|p| p.name.clone().filter(|n| !n.trim().is_empty()))
+            .map(|n| plain_line(&n));
+        let comment_feed = ext.comment_feed.clone().or_else(|| {
+            entry
+                .links
+                .iter()
+                .find(|l| l.rel.as_deref() == Some("replies"))
+                .map(|l| l.href.clone())
+        });
+        items.push(Item {
+            key,
+            title: if title.is_empty() {
+                "Untitled".into()
+            } else {
+                title
+            },
+            author,
+            url: link,
+            published_at: published,
+            updated_at: entry.updated,
+            summary,
+            content_html: sanitize_html(&body_html, Some(&item_base)),
+            comment_feed: comment_feed.and_then(|u| absolute(&u, base_url)),
+            in_reply_to: ext.in_reply_to.as_deref().map(normalize_ref),
+            in_reply_to_href: ext.in_reply_to_href.clone(),
+        });
+    }
+    Ok(items)
+}
+
+fn looks_like_xml(bytes: &[u8]) -> bool {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF);
+    start.is_some_and(|i| bytes[i] == b'<')
+}
+
+fn absolute(url: &str, base: &str) -> Option<String> {
+    let base = url::Url::parse(base).ok();
+    let u = url::Url::options()
+        .base_url(base.as_ref())
+        .parse(url)
+        .ok()?;
+    matches!(u.scheme(), "http" | "https").then(|| u.to_string())
+}
+
+/// Text from a feed text construct: HTML is converted, plain text kept; one line.
+fn text_of(content: &str, media_type: &str) -> String {
+    if media_type.contains("html") {
+        plain_line(&html_to_text(content, 10_000))
+    } else {
+        plain_line(content)
+    }
+}
+
+fn text_to_html(content: &str, media_type: &str) -> String {
+    if media_type.contains("html") {
+        content.to_owned()
+    } else {
+        content
+            .split("\n\n")
+            .map(|p| format!("<p>{}</p>", ammonia::clean_text(p.trim())))
+            .collect()
+    }
+}
+
+/// Reads the threading extensions feed-rs leaves out, item by item.
+fn scan_extensions(bytes: &[u8]) -> Vec<Ext> {
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut current: Option<Ext> = None;
+    // Depth below the current item, and the direct child whose text we are reading.
+    let mut depth = 0usize;
+    let mut reading: Option<String> = None;
+    let mut text = String::new();
+    // A read error ends the pass: feed-rs reports malformed documents.
+    while let Ok(event) = reader.read_event_into(&mut buf) {
+        match event {
+            Event::Eof => break,
+            Event::Start(e) if current.is_none() => {
+                let local = e.local_name();
+                if local.as_ref() == "item" || local.as_ref() == "entry" {
+                    current = Some(Ext::default());
+                    depth = 0;
+                }
+            }
+            Event::Start(e) => {
+                depth += 1;
+                let local = e.local_name().as_ref().to_owned();
+                if depth == 1 {
+                    if let Some(x) = current.as_mut() {
+                        read_attrs(&local, &e, x);
+                    }
+                    if matches!(local.as_str(), "guid" | "id" | "link" | "commentRss") {
+                        reading = Some(local);
+                        text.clear();
+                    }
+                }
+            }
+            Event::Empty(e) if depth == 0 => {
+                let local = e.local_name().as_ref().to_owned();
+                if let Some(x) = current.as_mut() {
+                    read_attrs(&local, &e, x);
+                }
+            }
+            Event::Text(t) if reading.is_some() => text.push_str(&t.xml10_content()),
+            Event::CData(t) if reading.is_some() => text.push_str(&t.xml10_content()),
+            Event::GeneralRef(r) if reading.is_some() => {
+                if let Ok(Some(c)) = r.resolve_char_ref() {
+                    text.push(c);
+                } else {
+                    match r.xml10_content().as_ref() {
+                        "amp" => text.push('&'),
+                        "lt" => text.push('<'),
+                        "gt" => text.push('>'),
+                        "quot" => text.push('"'),
+                        "apos" => text.push('\''),
+                        _ => {}
+                    }
+                }
+            }
+            Event::End(e) => {
+                if depth == 0 {
+                    let local = e.local_name();
+                    if local.as_ref() == "item" || local.as_ref() == "entry" {
+                        if let Some(x) = current.take() {
+                            out.push(x);
+                        }
+                    }
+                } else {
+                    if depth == 1 {
+                        if let (Some(field), Some(x)) = (reading.take(), current.as_mut()) {
+                            let value = text.trim().to_owned();
+                            if !value.is_empty() {
+                                match field.as_str() {
+                                    "guid" | "id" => x.id = Some(value),
+                                    "link" => x.link = x.link.take().or(Some(value)),
+                                    _ => x.comment_feed = Some(value),
+                                }
+                            }
+                        }
+                    }
+                    depth -= 1;
+                }
+            }
+            _ => {}
+        }
+        buf.clear();
+    }
+    out
+}
+
+fn read_attrs(local: &str, e: &quick_xml::events::BytesStart<'_>, x: &mut Ext) {
+    let attr = |name: &str| -> Option<String> {
+        e.attributes()
+            .flatten()
+            .find(|a| a.key.local_name().as_ref() == name)
+            .and_then(|a| {
+                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .ok()
+                    .map(|v| v.into_owned())
+            })
+    };
+    match local {
+        "link" => {
+            let rel = attr("rel");
+            if let Some(href) = attr("href") {
+                match rel.as_deref() {
+                    Some("replies") => {
+                        let atom =
+                            attr("type").is_none_or(|t| t.contains("atom") || t.contains("rss"));
+                        if atom && x.comment_feed.is_none() {
+                            x.comment_feed = Some(href);
+                        }
+                    }
+                    None | Some("alternate") => {
+                        x.link.get_or_insert(href);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        "in-reply-to" => {
+            x.in_reply_to = attr("ref");
+            x.in_reply_to_href = attr("href");
+        }
+        _ => {}
+    }
+}
+
+/// Which essay a comment item answers, and which reply, if it says.
+fn place_reply(
+    item: &Item,
+    fixed_essay: Option<&str>,
+    essays_by_url: &HashMap<String, String>,
+    essay_keys: &std::collections::HashSet<String>,
+    reply_essay: &HashMap<String, String>,
+) -> Option<(String, Option<String>)> {
+    let by_url = |u: &str| {
+        let page = u.split('#').next().unwrap_or(u);
+        essays_by_url.get(&normalize_ref(page)).cloned()
+    };
+    let parent = item
+        .in_reply_to
+        .as_ref()
+        .filter(|r| !essay_keys.contains(*r))
+        .cloned();
+    let essay = fixed_essay
+        .map(str::to_owned)
+        .or_else(|| item.in_reply_to.clone().filter(|r| essay_keys.contains(r)))
+        .or_else(|| parent.as_ref().and_then(|p| reply_essay.get(p).cloned()))
+        .or_else(|| item.url.as_deref().and_then(by_url))
+        .or_else(|| item.in_reply_to_href.as_deref().and_then(by_url))?;
+    Some((essay, parent))
+}
+
+/// Gathers a feed source: the essays, each recent essay's comment feed, and the
+/// site-wide comments feed.
+pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathered, SourceError> {
+    let mut out = Gathered::default();
+    let http_err = |e: HttpError| SourceError::Http(e);
+
+    let main = ctx
+        .http
+        .get(&cfg.url, ctx.validators(&cfg.url), ACCEPT)
+        .await
+        .map_err(http_err)?;
+    let mut essay_items = Vec::new();
+    match main {
+        Fetched::NotModified => out.fetches.push(FetchRecord::not_modified(&cfg.url, None)),
+        Fetched::Body(body) => {
+            essay_items =
+                parse(&body.bytes, &body.final_url).map_err(|message| SourceError::Feed {
+                    url: cfg.url.clone(),
+                    message,
+                })?;
+            out.fetches
+                .push(FetchRecord::fetched(&cfg.url, None, &body.validators));
+        }
+    }
+    for item in &essay_items {
+        out.essays.push(Essay {
+            source: cfg.name.clone(),
+            key: item.key.clone(),
+            title: item.title.clone(),
+            author: item.author.clone(),
+            url: item.url.clone(),
+            published_at: item.published_at,
+            updated_at: item.updated_at,
+            summary: item.summary.clone(),
+            content_html: item.content_html.clone(),
+        });
+    }
+
+    // Essays we know, from this gather and earlier ones, to place comments under.
+    let mut essays_by_url: HashMap<String, String> = ctx
+        .known_essays
+        .iter()
+        .filter_map(|(url, key)| Some((normalize_ref(url.as_deref()?), key.clone())))
+        .collect();
+    for e in &out.essays {
+        if let Some(u) = &e.url {
+            essays_by_url.insert(normalize_ref(u), e.key.clone());
+        }
+    }
+    let mut essay_keys: std::collections::HashSet<String> =
+        ctx.known_essays.iter().map(|(_, k)| k.clone()).collect();
+    essay_keys.extend(out.essays.iter().map(|e| e.key.clone()));
+
+    // Per-essay comment feeds: those just seen, then those remembered from earlier
+    // gathers (a 304 on the main feed must not stop replies from arriving).
+    let mut comment_feeds: Vec<(String, String)> = Vec::new();
+    if cfg.comment_feeds {
+        let mut recent: Vec<&Item> = essay_items
+            .iter()
+            .filter(|i| i.comment_feed.is_some())
+            .collect();
+        recent.sort_by_key(|i| std::cmp::Reverse(i.published_at));
+        for item in recent {
+            if let Some(url) = &item.comment_feed {
+                comment_feeds.push((item.key.clone(), url.clone()));
+            }
+        }
+        for (url, essay) in &ctx.comment_feeds {
+            if !comment_feeds.iter().any(|(_, u)| u == url) {
+                comment_feeds.push((essay.clone(), url.clone()));
+            }
+        }
+        comment_feeds.truncate(cfg.comment_feed_limit);
+    }
+    let mut reply_essay: HashMap<String, String> = HashMap::new();
+    let mut fetch_comments = |items: Vec<Item>, fixed: Option<&str>, out: &mut Gathered| {
+        // Two passes so a reply can name a parent that appears later in the feed.
+        let mut placed = Vec::new();
+        for item in &items {
+            if let Some(place) = place_reply(item, fixed, &essays_by_url, &essay_keys, &reply_essay)
+            {
+                reply_essay.insert(item.key.clone(), place.0.clone());
+                placed.push((item, place));
+            } else {
+                tracing::debug!(source = %cfg.name, reply = %item.key, "Reply to an unknown essay skipped for now.");
+            }
+        }
+        for (item, (essay, parent)) in placed {
+            out.replies.push(Reply {
+                source: cfg.name.clone(),
+                key: item.key.clone(),
+                essay_key: essay,
+                parent_key: parent,
+                author: item.author.clone(),
+                url: item.url.clone(),
+                published_at: item.published_at,
+                content_html: item.content_html.clone(),
+            });
+        }
+    };
+    for (essay, url) in &comment_feeds {
+        match ctx
+            .http
+            .get(url, ctx.validators(url), ACCEPT)
+            .await
+            .map_err(http_err)?
+        {
+            Fetched::NotModified => out
+                .fetches
+                .push(FetchRecord::not_modified(url, Some(essay))),
+            Fetched::Body(body) => {
+                let items =
+                    parse(&body.bytes, &body.final_url).map_err(|message| SourceError::Feed {
+                        url: url.clone(),
+                        message,
+                    })?;
+                fetch_comments(items, Some(essay), &mut out);
+                out.fetches
+                    .push(FetchRecord::fetched(url, Some(essay), &body.validators));
+            }
+        }
+    }
+    if let Some(url) = &cfg.comments_url {
+        match ctx
+            .http
+            .get(url, ctx.validators(url), ACCEPT)
+            .await
+            .map_err(http_err)?
+        {
+            Fetched::NotModified => out.fetches.push(FetchRecord::not_modified(url, None)),
+            Fetched::Body(body) => {
+                let items =
+                    parse(&body.bytes, &body.final_url).map_err(|message| SourceError::Feed {
+                        url: url.clone(),
+                        message,
+                    })?;
+                fetch_comments(items, None, &mut out);
+                out.fetches
+                    .push(FetchRecord::fetched(url, None, &body.validators));
+            }
+        }
+    }
+    // A reply seen in both an essay's feed and the site-wide feed is one reply.
+    let mut seen = std::collections::HashSet::new();
+    out.replies.retain(|r| seen.insert(r.key.clone()));
+    Ok(out)
+}

@@ -1,0 +1,386 @@
+//! The one HTTP client every web source shares: polite (a User-Agent that names Gazette
+//! and the publication, conditional requests, a per-host concurrency limit, Retry-After
+//! honoured) and defensive (timeouts, a response-size cap, at most 5 redirects and only
+//! to http/https, retries with jittered backoff on 5xx, timeouts and resets).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::StatusCode;
+use tokio::sync::Semaphore;
+
+/// Limits and manners of the client, from `[http]` in the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    /// Whole-request timeout (connect to last byte).
+    pub timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Largest response body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// Retries after the first attempt for 5xx, 429, timeouts and resets.
+    pub retries: u32,
+    /// Longest Retry-After honoured; longer ones fail the fetch for this run.
+    pub max_retry_after: Duration,
+    /// Concurrent requests per host.
+    pub per_host: usize,
+    /// First backoff delay; doubled each retry, with jitter.
+    pub backoff: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_body_bytes: 10 * 1024 * 1024,
+            retries: 3,
+            max_retry_after: Duration::from_secs(120),
+            per_host: 2,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What a previous fetch of a URL left behind, for a conditional request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// The ETag the server gave.
+    pub etag: Option<String>,
+    /// The Last-Modified the server gave.
+    pub last_modified: Option<String>,
+}
+
+/// A successful fetch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// 304: nothing changed since the validators were issued.
+    NotModified,
+    /// A fresh body.
+    Body(Body),
+}
+
+/// A fetched body with what we need to know about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Body {
+    /// The bytes (already decompressed).
+    pub bytes: Vec<u8>,
+    /// The Content-Type header.
+    pub content_type: Option<String>,
+    /// Where the body came from after redirects.
+    pub final_url: String,
+    /// Validators for the next conditional request.
+    pub validators: Validators,
+    /// Response headers worth keeping (e.g. X-WP-TotalPages).
+    pub headers: HashMap<String, String>,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum HttpError {
+    /// The URL is not an http(s) URL.
+    #[error("{url}: only http and https URLs can be fetched ({reason})")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with an error status (after retries for 5xx/429).
+    #[error("{url}: the server answered {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The body exceeded the size cap.
+    #[error("{url}: response larger than the {limit}-byte limit (`http.max_body_bytes`)")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// Connecting, reading or redirecting failed.
+    #[error("{url}: {reason}")]
+    Network {
+        /// The URL.
+        url: String,
+        /// Why, with the whole error chain.
+        reason: String,
+    },
+}
+
+impl HttpError {
+    /// The HTTP status, if the server answered with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The shared client.
+pub struct HttpClient {
+    client: reqwest::Client,
+    settings: HttpSettings,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+impl HttpClient {
+    /// Builds the client; `site_url` goes into the User-Agent so feed owners know who polls.
+    pub fn new(settings: HttpSettings, site_url: &str) -> Result<HttpClient, HttpError> {
+        // reqwest is built without a bundled crypto provider; ring is pure Rust + asm and
+        // needs no C toolchain extras. Installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let user_agent = format!(
+            "Gazette/{} (+{site_url}; e-mail digests)",
+            env!("CARGO_PKG_VERSION")
+        );
+        let policy = reqwest::redirect::Policy::custom(|attempt| {
+            let scheme = attempt.url().scheme().to_owned();
+            if attempt.previous().len() >= 5 {
+                attempt.error("more than 5 redirects")
+            } else if scheme != "http" && scheme != "https" {
+                attempt.error(format!("redirect to a {scheme}: URL refused"))
+            } else {
+                attempt.follow()
+            }
+        });
+        let client = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .timeout(settings.timeout)
+            .connect_timeout(settings.connect_timeout)
+            .redirect(policy)
+            .build()
+            .map_err(|e| HttpError::Network {
+                url: String::new(),
+                reason: format!("cannot build the HTTP client: {}", chain(&e)),
+            })?;
+        Ok(HttpClient {
+            client,
+            settings,
+            hosts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn host_permits(&self, host: &str) -> Arc<Semaphore> {
+        let mut hosts = self
+            .hosts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        hosts
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_host.max(1))))
+            .clone()
+    }
+
+    /// GETs a URL, conditionally when validators are given, retrying what is worth retrying.
+    pub async fn get(
+        &self,
+        url: &str,
+        validators: Option<&Validators>,
+        accept: &str,
+    ) -> Result<Fetched, HttpError> {
+        let parsed = url::Url::parse(url).map_err(|e| HttpError::BadUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(HttpError::BadUrl {
+                url: url.to_owned(),
+                reason: format!("{}: is not allowed", parsed.scheme()),
+            });
+        }
+        let host = parsed.host_str().unwrap_or_default().to_owned();
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(accept) {
+            headers.insert(header::ACCEPT, v);
+        }
+        if let Some(v) = validators {
+            if let Some(etag) = v
+                .etag
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
+                headers.insert(header::IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = v
+                .last_modified
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
+                headers.insert(header::IF_MODIFIED_SINCE, lm);
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            let result = {
+                let permits = self.host_permits(&host);
+                let _permit = permits.acquire().await.map_err(|e| HttpError::Network {
+                    url: url.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                self.once(url, headers.clone()).await
+            };
+            let (wait, error) = match result {
+                Ok(fetched) => return Ok(fetched),
+                Err(Retry::Fail(e)) => return Err(e),
+                Err(Retry::After(wait, e)) => (Some(wait), e),
+                Err(Retry::Backoff(e)) => (None, e),
+            };
+            if attempt >= self.settings.retries {
+                return Err(error);
+            }
+            let delay = match wait {
+                Some(w) if w > self.settings.max_retry_after => return Err(error),
+                Some(w) => w,
+                None => {
+                    let base = self.settings.backoff * 2u32.saturating_pow(attempt);
+                    // Full jitter: spread retries from many Gazettes over the interval.
+                    base.mul_f64(0.5 + fastrand::f64() / 2.0)
+                }
+            };
+            tracing::warn!(url, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %error, "Retrying fetch.");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    async fn once(&self, url: &str, headers: HeaderMap) -> Result<Fetched, Retry> {
+        let network = |e: reqwest::Error| {
+            let err = HttpError::Network {
+                url: url.to_owned(),
+                reason: chain(&e),
+            };
+            if e.is_redirect() || e.is_builder() {
+                Retry::Fail(err)
+            } else {
+                Retry::Backoff(err)
+            }
+        };
+        let mut resp = self
+            .client
+            .get(url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(network)?;
+        let status = resp.status();
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(Fetched::NotModified);
+        }
+        if !status.is_success() {
+            let err = HttpError::Status {
+                url: url.to_owned(),
+                status: status.as_u16(),
+            };
+            let retry_after = resp
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            return Err(match (status.as_u16(), retry_after) {
+                (429 | 503, Some(wait)) => Retry::After(wait, err),
+                (429, None) | (500..=599, _) => Retry::Backoff(err),
+                _ => Retry::Fail(err),
+            });
+        }
+        let limit = self.settings.max_body_bytes;
+        let too_large = || {
+            Retry::Fail(HttpError::TooLarge {
+                url: url.to_owned(),
+                limit,
+            })
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let header_str = |name: header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header_str(header::CONTENT_TYPE);
+        let validators = Validators {
+            etag: header_str(header::ETAG),
+            last_modified: header_str(header::LAST_MODIFIED),
+        };
+        let kept: HashMap<String, String> = resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("x-wp-"))
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let final_url = resp.url().to_string();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(network)? {
+            if bytes.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Fetched::Body(Body {
+            bytes,
+            content_type,
+            final_url,
+            validators,
+            headers: kept,
+        }))
+    }
+}
+
+/// What to do about a failed attempt.
+enum Retry {
+    /// The server asked us to wait this long.
+    After(Duration, HttpError),
+    /// Transient: back off and retry.
+    Backoff(HttpError),
+    /// Permanent: give up now.
+    Fail(HttpError),
+}
+
+/// Retry-After is either delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - crate::time::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
