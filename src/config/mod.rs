@@ -451,7 +451,9 @@ impl<'t> Validator<'t> {
             Some(tz) => self.timezone(tz, "site.timezone").unwrap_or(Tz::UTC),
             None => Tz::UTC,
         };
-        let base_url = site_url.and_then(|u| self.url(u, "site.base_url"));
+        let base_url = site_url
+            .and_then(|u| self.url(u, "site.base_url"))
+            .map(|u| u.trim_end_matches('/').to_owned());
         let from = site_from.and_then(|f| self.mailbox(f, "site.from"));
         let reply_to = raw
             .site
@@ -776,7 +778,9 @@ impl<'t> Validator<'t> {
                     self.at_span(kind, format!("`{key}.base_url` is required for a wordpress source: the site's address"));
                     return None;
                 };
-                let base = self.url(base, &format!("{key}.base_url"));
+                let base = self
+                    .url(base, &format!("{key}.base_url"))
+                    .map(|u| u.trim_end_matches('/').to_owned());
                 let max_pages = self
                     .count(&s.max_pages, &format!("{key}.max_pages"), 1)
                     .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
@@ -803,7 +807,10 @@ impl<'t> Validator<'t> {
                     );
                 }
                 let base_url = match &s.base_url {
-                    Some(u) => self.url(u, &format!("{key}.base_url"))?,
+                    Some(u) => self
+                        .url(u, &format!("{key}.base_url"))?
+                        .trim_end_matches('/')
+                        .to_owned(),
                     None => site_url?.to_owned(),
                 };
                 Some(SourceConfig::Folder(FolderSourceConfig {
@@ -1058,7 +1065,7 @@ impl<'t> Validator<'t> {
     fn url(&mut self, u: &S, key: &str) -> Option<String> {
         match url::Url::parse(u.get_ref()) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                Some(u.get_ref().trim_end_matches('/').to_owned())
+                Some(u.get_ref().trim().to_owned())
             }
             Ok(_) => {
                 self.at_span(

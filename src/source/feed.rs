@@ -13,7 +13,7 @@ use quick_xml::events::Event;
 
 use super::http::{Fetched, HttpError};
 use super::identity::{fallback_key, normalize_ref};
-use super::normalize::{html_to_text, sanitize_html};
+use super::normalize::{html_line, html_to_text, sanitize_html};
 use super::{Essay, FetchRecord, GatherContext, Gathered, Reply, SourceError};
 use crate::config::{plain_line, FeedSourceConfig};
 
@@ -90,7 +90,8 @@ pub fn parse(bytes: &[u8], base_url: &str) -> Result<Vec<Item>, String> {
         let title = entry
             .title
             .as_ref()
-            .map(|t| text_of(&t.content, t.content_type.as_ref()))
+            // Feed titles are HTML in practice, whatever they declare.
+            .map(|t| html_line(&t.content))
             .unwrap_or_default();
         let published = entry.published.or(entry.updated);
         let key = if !entry.id.trim().is_empty() {
@@ -124,8 +125,9 @@ pub fn parse(bytes: &[u8], base_url: &str) -> Result<Vec<Item>, String> {
         let author = entry
             .authors
             .iter()
-            .find_map(|p| p.name.clone().filter(|n| !n.trim().is_empty()))
-            .map(|n| plain_line(&n));
+            .find_map(|p| p.name.clone())
+            .map(|n| html_line(&n))
+            .filter(|n| !n.is_empty());
         let comment_feed = ext.comment_feed.clone().or_else(|| {
             entry
                 .links

@@ -177,7 +177,47 @@ pub fn sanitize_html(input: &str, base_url: Option<&str>) -> String {
         Some(b) => builder.url_relative(ammonia::UrlRelative::RewriteWithBase(b)),
         None => builder.url_relative(ammonia::UrlRelative::Deny),
     };
-    builder.clean(input).to_string().trim().to_owned()
+    tidy_html(builder.clean(input).to_string().trim())
+}
+
+/// Collapses runs of spaces in the text of HTML (outside tags and `<pre>`), the same
+/// tidying typed text gets; browsers would collapse them, text conversion might not.
+pub fn tidy_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    let mut in_pre = 0usize;
+    let mut last_space = false;
+    let mut rest = html;
+    while let Some(c) = rest.chars().next() {
+        if c == '<' {
+            let lower: String = rest
+                .chars()
+                .take(5)
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if lower.starts_with("<pre") {
+                in_pre += 1;
+            } else if lower.starts_with("</pre") {
+                in_pre = in_pre.saturating_sub(1);
+            }
+            in_tag = true;
+        }
+        let space = !in_tag && in_pre == 0 && (c == ' ' || c == '\t' || c == '\u{a0}');
+        if !(space && last_space) {
+            out.push(if space { ' ' } else { c });
+        }
+        last_space = space;
+        if c == '>' {
+            in_tag = false;
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// Plain text from a name or title that a web source may have written as HTML.
+pub fn html_line(s: &str) -> String {
+    crate::config::plain_line(&html_to_text(s, 10_000))
 }
 
 /// Converts sanitised HTML to wrapped plain text for the text/plain part.
@@ -294,6 +334,18 @@ mod tests {
         assert!(!html.contains("javascript:"), "{html}");
         assert!(!html.contains("<iframe"), "{html}");
         assert!(!html.contains("<style"), "{html}");
+    }
+
+    #[test]
+    fn html_text_is_tidied_but_pre_is_kept() {
+        assert_eq!(
+            tidy_html("<p>My  grandfather   kept</p><pre>a  b</pre>"),
+            "<p>My grandfather kept</p><pre>a  b</pre>"
+        );
+        assert_eq!(
+            html_line("<img src=x onerror=\"alert(1)\">Eve &amp; Bo"),
+            "Eve & Bo"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::http::{Fetched, HttpError};
 use super::identity::normalize_ref;
-use super::normalize::sanitize_html;
+use super::normalize::{html_line, sanitize_html};
 use super::{Essay, FetchRecord, GatherContext, Gathered, Reply, SourceError};
 use crate::config::{plain_line, FeedSourceConfig, WordPressSourceConfig};
 
@@ -147,7 +147,7 @@ fn post_to_essay(source: &str, p: &Post) -> Essay {
         source: source.to_owned(),
         key: normalize_ref(&guid),
         title: {
-            let t = plain_line(&super::normalize::html_to_text(title_html, 10_000));
+            let t = html_line(title_html);
             if t.is_empty() {
                 "Untitled".into()
             } else {
@@ -159,7 +159,7 @@ fn post_to_essay(source: &str, p: &Post) -> Essay {
             .as_ref()
             .and_then(|e| e.author.first())
             .and_then(|a| a.name.as_deref())
-            .map(plain_line)
+            .map(html_line)
             .filter(|n| !n.is_empty()),
         url: p.link.clone(),
         published_at: gmt(&p.date_gmt),
@@ -274,7 +274,7 @@ pub async fn gather(
             author: c
                 .author_name
                 .as_deref()
-                .map(plain_line)
+                .map(html_line)
                 .filter(|n| !n.is_empty()),
             url: c.link.clone(),
             published_at: gmt(&c.date_gmt),
@@ -306,8 +306,8 @@ async fn fall_back_to_feeds(
         name: cfg.name.clone(),
         url: format!("{}/feed/", cfg.base_url),
         comments_url: Some(format!("{}/comments/feed/", cfg.base_url)),
-        comment_feeds: false,
-        comment_feed_limit: 0,
+        comment_feeds: true,
+        comment_feed_limit: 20,
     };
     super::feed::gather(&feed, ctx).await
 }
