@@ -358,6 +358,20 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_tables_still_convert() {
+        // html2text-style converters recurse per element; Gazette cuts input at 256 KiB
+        // so the work stays bounded. 5,000 levels is 165 KB.
+        let html = format!(
+            "{}deep{}",
+            "<table><tr><td>".repeat(5000),
+            "</td></tr></table>".repeat(5000)
+        );
+        assert!(html_to_text(&html, 72).contains("deep"));
+        let huge = format!("<p>{}</p>", "word ".repeat(200_000));
+        assert!(html_to_text(&huge, 72).len() <= MAX_TEXT_INPUT);
+    }
+
+    #[test]
     fn excerpts_count_words() {
         assert_eq!(excerpt("<p>one two three four</p>", 3), "one two three…");
         assert_eq!(excerpt("<p>one two</p>", 3), "one two");

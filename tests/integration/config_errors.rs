@@ -154,3 +154,37 @@ fn check_reports_a_template_error_with_its_cause() {
     assert!(run.stderr.contains("default/digest.html"), "{}", run.stderr);
     assert!(run.stderr.contains("no_such_filter"), "{}", run.stderr);
 }
+
+#[test]
+fn the_shipped_configs_commented_examples_are_valid_too() {
+    let site = Site::new();
+    let text = site.read("config.toml");
+    let uncommented: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let example = l.starts_with("# [")
+                || l.strip_prefix("# ").is_some_and(|rest| {
+                    rest.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    })
+                });
+            if example {
+                l[2..].to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert!(
+        uncommented.iter().any(|l| l == "type = \"wordpress\""),
+        "the examples were found"
+    );
+    site.write("config.toml", &uncommented.join("\n"));
+    let run = site.gazette(&["check"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("3 sources, 2 digests, 3 subscribers"),
+        "{}",
+        run.stdout
+    );
+}
