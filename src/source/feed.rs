@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use quick_xml::events::Event;
 
-use super::http::{Fetched, HttpError};
+use super::http::{Fetched, Validators};
 use super::identity::{fallback_key, normalize_ref};
 use super::normalize::{html_line, html_to_text, sanitize_html};
 use super::{Essay, FetchRecord, GatherContext, Gathered, Reply, SourceError};
@@ -343,29 +343,37 @@ fn place_reply(
     Some((essay, parent))
 }
 
+/// Fetches and parses one feed; `None` when it answered 304.
+async fn fetch_feed(
+    ctx: &GatherContext,
+    url: &str,
+) -> Result<Option<(Vec<Item>, Validators)>, SourceError> {
+    match ctx.http.get(url, ctx.validators(url), ACCEPT).await? {
+        Fetched::NotModified => Ok(None),
+        Fetched::Body(body) => {
+            let items =
+                parse(&body.bytes, &body.final_url).map_err(|message| SourceError::Feed {
+                    url: url.to_owned(),
+                    message,
+                })?;
+            Ok(Some((items, body.validators)))
+        }
+    }
+}
+
 /// Gathers a feed source: the essays, each recent essay's comment feed, and the
 /// site-wide comments feed.
 pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathered, SourceError> {
     let mut out = Gathered::default();
-    let http_err = |e: HttpError| SourceError::Http(e);
 
-    let main = ctx
-        .http
-        .get(&cfg.url, ctx.validators(&cfg.url), ACCEPT)
-        .await
-        .map_err(http_err)?;
     let mut essay_items = Vec::new();
-    match main {
-        Fetched::NotModified => out.fetches.push(FetchRecord::not_modified(&cfg.url, None)),
-        Fetched::Body(body) => {
-            essay_items =
-                parse(&body.bytes, &body.final_url).map_err(|message| SourceError::Feed {
-                    url: cfg.url.clone(),
-                    message,
-                })?;
+    match fetch_feed(ctx, &cfg.url).await? {
+        Some((items, validators)) => {
+            essay_items = items;
             out.fetches
-                .push(FetchRecord::fetched(&cfg.url, None, &body.validators));
+                .push(FetchRecord::fetched(&cfg.url, None, &validators));
         }
+        None => out.fetches.push(FetchRecord::not_modified(&cfg.url, None)),
     }
     for item in &essay_items {
         out.essays.push(Essay {
@@ -418,7 +426,7 @@ pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathe
         comment_feeds.truncate(cfg.comment_feed_limit);
     }
     let mut reply_essay: HashMap<String, String> = HashMap::new();
-    let mut fetch_comments = |items: Vec<Item>, fixed: Option<&str>, out: &mut Gathered| {
+    let mut place = |items: Vec<Item>, fixed: Option<&str>, out: &mut Gathered| {
         // Two passes so a reply can name a parent that appears later in the feed.
         let mut placed = Vec::new();
         for item in &items {
@@ -444,45 +452,30 @@ pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathe
         }
     };
     for (essay, url) in &comment_feeds {
-        match ctx
-            .http
-            .get(url, ctx.validators(url), ACCEPT)
-            .await
-            .map_err(http_err)?
-        {
-            Fetched::NotModified => out
+        // A discovered comment feed that fails (a deleted post's 404, a flaky host) must
+        // not block the essays: its replies come with a later gather.
+        match fetch_feed(ctx, url).await {
+            Ok(Some((items, validators))) => {
+                place(items, Some(essay), &mut out);
+                out.fetches
+                    .push(FetchRecord::fetched(url, Some(essay), &validators));
+            }
+            Ok(None) => out
                 .fetches
                 .push(FetchRecord::not_modified(url, Some(essay))),
-            Fetched::Body(body) => {
-                let items =
-                    parse(&body.bytes, &body.final_url).map_err(|message| SourceError::Feed {
-                        url: url.clone(),
-                        message,
-                    })?;
-                fetch_comments(items, Some(essay), &mut out);
-                out.fetches
-                    .push(FetchRecord::fetched(url, Some(essay), &body.validators));
+            Err(e) => {
+                tracing::warn!(source = %cfg.name, error = %e, "Comment feed failed; its replies will come with a later gather.")
             }
         }
     }
     if let Some(url) = &cfg.comments_url {
-        match ctx
-            .http
-            .get(url, ctx.validators(url), ACCEPT)
-            .await
-            .map_err(http_err)?
-        {
-            Fetched::NotModified => out.fetches.push(FetchRecord::not_modified(url, None)),
-            Fetched::Body(body) => {
-                let items =
-                    parse(&body.bytes, &body.final_url).map_err(|message| SourceError::Feed {
-                        url: url.clone(),
-                        message,
-                    })?;
-                fetch_comments(items, None, &mut out);
+        match fetch_feed(ctx, url).await? {
+            Some((items, validators)) => {
+                place(items, None, &mut out);
                 out.fetches
-                    .push(FetchRecord::fetched(url, None, &body.validators));
+                    .push(FetchRecord::fetched(url, None, &validators));
             }
+            None => out.fetches.push(FetchRecord::not_modified(url, None)),
         }
     }
     // A reply seen in both an essay's feed and the site-wide feed is one reply.

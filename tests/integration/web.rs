@@ -760,3 +760,44 @@ async fn hostile_sources_fail_alone_and_nothing_hostile_reaches_a_message() {
         mail.text
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_comment_feed_does_not_block_the_essays() {
+    let server = MockServer::start().await;
+    let base = server.uri();
+    serve(
+        &server,
+        "/feed/",
+        fixture("wp-feed.xml", &base),
+        "application/rss+xml",
+    )
+    .await;
+    serve(
+        &server,
+        "/2026/11/20/harbour-walls/feed/",
+        fixture("wp-comments-12.xml", &base),
+        "application/rss+xml",
+    )
+    .await;
+    // The other essay's comment feed is gone (404 by default in wiremock).
+    let site = Site::new();
+    site.write(
+        "config.toml",
+        &config_with(&format!(
+            "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\""
+        )),
+    );
+    let run = gazette(&site, &["gather"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.trim(),
+        "source `blog`: 2 new essays, 1 new replies"
+    );
+    assert!(run.stderr.contains("Comment feed failed"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("lighthouse-ledger/feed/: the server answered 404"),
+        "{}",
+        run.stderr
+    );
+}
