@@ -29,7 +29,7 @@ fn big_feed(items: usize, base: &str) -> String {
              <content:encoded><![CDATA[{body}<p><a href=\"/essays/{i}/more\">more</a> <script>x()</script></p>]]></content:encoded>\
              <wfw:commentRss>{base}/essays/{i}/feed/</wfw:commentRss></item>",
             a = i % 17,
-            body = paragraph.repeat(14),
+            body = paragraph.repeat(16),
         ));
     }
     out.push_str("</channel></rss>");
