@@ -1,16 +1,19 @@
 //! The command line: parses arguments with clap, runs one command, prints what happened
 //! and turns the outcome into an exit code scripts can trust:
-//! 0 all done, 1 error (nothing or not everything could start), 2 partial (a source failed
-//! or some messages were deferred or failed; the rest went out and nothing was lost).
+//! 0 all done, 1 error (nothing or not everything could start), 2 a source failed (what
+//! was gathered went out), 3 some messages were deferred or failed (kept in the ledger).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
 use crate::edition::{DigestView, EssayView, ReplyView, ThreadView};
-use crate::pipeline::{self, DigestOutcome, Mode, SendOptions, SendReport};
+use crate::pipeline::{self, DigestOutcome, Mode, Progress, SendOptions, SendReport};
 use crate::render::{DigestInfo, EditionInfo, MessageContext, Renderer, SiteInfo, SubscriberInfo};
 use crate::store::Store;
 
@@ -18,14 +21,17 @@ use crate::store::Store;
 pub const EXIT_OK: u8 = 0;
 /// Exit code: an error stopped the command.
 pub const EXIT_ERROR: u8 = 1;
-/// Exit code: finished, but a source failed or some messages were not delivered.
+/// Exit code: finished, but a source failed to gather.
 pub const EXIT_PARTIAL: u8 = 2;
+/// Exit code: finished, but some messages were deferred or failed.
+pub const EXIT_UNDELIVERED: u8 = 3;
 
 /// Gazette sends e-mail digests of a publication's new essays and reader replies.
 #[derive(Debug, Parser)]
 #[command(name = "gazette", version, about, long_about = None,
     after_help = "Exit codes: 0 success; 1 error (bad config, template error, database trouble); \
-2 finished but a source failed or some messages were not delivered (they are kept for the next send).")]
+2 finished but a source failed (its items come later); 3 finished but some messages were \
+deferred or failed (see `gazette editions`; deferred ones are retried by the next send).")]
 pub struct Cli {
     /// Configuration file; relative paths inside it are resolved from its folder.
     #[arg(
@@ -79,6 +85,9 @@ pub struct SendArgs {
     /// Send one test copy of each digest's next edition to ADDR; record nothing.
     #[arg(long, value_name = "ADDR")]
     pub to: Option<String>,
+    /// Only finish unfinished editions (after a crash or deferrals): no gathering, no new edition.
+    #[arg(long, conflicts_with_all = ["dry_run", "preview", "to"])]
+    pub resume: bool,
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -113,7 +122,6 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GAZETTE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("gazette={level}")));
-    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -137,7 +145,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
     };
     match &cli.command {
         Command::Check => check(&config, say),
-        Command::Send(args) => send(&config, args, say).await,
+        Command::Send(args) => send(&config, args, cli.quiet, say).await,
         Command::Gather => {
             let mut store = Store::open(&config.state_path)?;
             let outcomes = pipeline::gather(&config, &mut store, crate::time::now()).await?;
@@ -200,7 +208,12 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
     }
 }
 
-async fn send(config: &Config, args: &SendArgs, say: impl Fn(String)) -> anyhow::Result<u8> {
+async fn send(
+    config: &Config,
+    args: &SendArgs,
+    quiet: bool,
+    say: impl Fn(String),
+) -> anyhow::Result<u8> {
     let mode = if args.dry_run {
         Mode::DryRun
     } else if let Some(dir) = &args.preview {
@@ -216,16 +229,36 @@ async fn send(config: &Config, args: &SendArgs, say: impl Fn(String)) -> anyhow:
     } else {
         Mode::Deliver
     };
+    let started = std::time::Instant::now();
     let report = pipeline::send(
         config,
         &SendOptions {
             digest: args.digest.clone(),
             mode: mode.clone(),
+            resume_only: args.resume,
+            progress: Arc::new(Bar::new(quiet)),
         },
     )
     .await?;
     print_report(&report, &mode, &say);
-    Ok(if report.failed_sources() > 0 || report.undelivered() > 0 {
+    let sent: usize = report
+        .digests
+        .iter()
+        .map(|d| match d {
+            DigestOutcome::Delivered { tally, .. } => tally.sent,
+            _ => 0,
+        })
+        .sum();
+    if sent > 0 && matches!(mode, Mode::Deliver) {
+        let secs = started.elapsed().as_secs_f64();
+        say(format!(
+            "Sent {sent} messages in {secs:.1} s ({:.0} messages/s).",
+            sent as f64 / secs.max(0.001)
+        ));
+    }
+    Ok(if report.undelivered() > 0 {
+        EXIT_UNDELIVERED
+    } else if report.failed_sources() > 0 {
         EXIT_PARTIAL
     } else {
         EXIT_OK
@@ -263,7 +296,7 @@ fn print_report(report: &SendReport, mode: &Mode, say: &impl Fn(String)) {
             DigestOutcome::AlreadyCreated { digest } => say(format!(
                 "Digest `{digest}`: another Gazette process created this edition first; skipped."
             )),
-            DigestOutcome::Delivered { digest, edition, resumed, essays, replies, tally, suppressed } => {
+            DigestOutcome::Delivered { digest, edition, resumed, essays, replies, tally } => {
                 let label = if *edition == 0 { "test copy".to_owned() } else { format!("edition #{edition}") };
                 let mut line = format!(
                     "Digest `{digest}` {label}{}: {essays} essays, {replies} replies; {verb} {}",
@@ -279,8 +312,11 @@ fn print_report(report: &SendReport, mode: &Mode, say: &impl Fn(String)) {
                 if !tally.failed.is_empty() {
                     line.push_str(&format!(", {} failed", tally.failed.len()));
                 }
-                if *suppressed > 0 {
-                    line.push_str(&format!(", {suppressed} suppressed"));
+                if tally.bounced > 0 {
+                    line.push_str(&format!(" ({} bounced)", tally.bounced));
+                }
+                if tally.suppressed > 0 {
+                    line.push_str(&format!(", {} suppressed", tally.suppressed));
                 }
                 line.push('.');
                 say(line);
@@ -376,5 +412,85 @@ fn sample_view() -> DigestView {
             replies: vec![reply(Some("A Reader"), 0), reply(None, 1)],
         }],
         reply_count: 2,
+    }
+}
+
+/// Delivery progress: a bar with rate and ETA on a terminal, otherwise a line on stderr
+/// every ten seconds for long sends.
+struct Bar {
+    quiet: bool,
+    terminal: bool,
+    state: Mutex<BarState>,
+}
+
+#[derive(Default)]
+struct BarState {
+    bar: Option<indicatif::ProgressBar>,
+    label: String,
+    total: usize,
+    last_line: Option<Instant>,
+    started: Option<Instant>,
+}
+
+impl Bar {
+    fn new(quiet: bool) -> Bar {
+        Bar {
+            quiet,
+            terminal: std::io::stderr().is_terminal(),
+            state: Mutex::new(BarState::default()),
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, digest: &str, edition: i64, total: usize) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        st.label = format!("{digest} #{edition}");
+        st.total = total;
+        st.started = Some(Instant::now());
+        st.last_line = Some(Instant::now());
+        if self.terminal && !self.quiet {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(st.label.clone());
+            st.bar = Some(bar);
+        }
+    }
+
+    fn advance(&self, done: usize) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        if let Some(bar) = &st.bar {
+            bar.set_position(done as u64);
+        } else if !self.quiet
+            && st
+                .last_line
+                .is_some_and(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            let rate = done as f64
+                / st.started
+                    .map_or(1.0, |t| t.elapsed().as_secs_f64().max(0.001));
+            eprintln!(
+                "{}: {done}/{} messages settled ({rate:.0}/s)",
+                st.label, st.total
+            );
+            st.last_line = Some(Instant::now());
+        }
+    }
+
+    fn finish(&self) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        if let Some(bar) = st.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 }

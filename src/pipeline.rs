@@ -4,7 +4,6 @@
 //! A send renders every copy of an edition before the edition is recorded or anything
 //! reaches a transport, so a template error can never leave half a digest delivered.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,14 +13,16 @@ use tokio::task::JoinSet;
 use chrono::{DateTime, Utc};
 use lettre::Address;
 
-use crate::config::{Config, Delivery, Digest};
-use crate::deliver::{self, Addressing, BuildError, LedgerError, Outgoing, Tally, Transport};
+use crate::config::{Config, Digest};
+use crate::deliver::{
+    self, Addressing, BuildError, DeliverError, Outgoing, Pacing, SendError, Tally, Transport,
+};
 use crate::edition::{self, DigestView, Selection};
 use crate::render::{
     DigestInfo, EditionInfo, MessageContext, RenderError, Renderer, SiteInfo, SubscriberInfo,
 };
 use crate::source::{self, http::HttpClient, http::HttpError, GatherContext};
-use crate::store::{self, Added, NewEdition, PendingDelivery, Store, StoreError, SubscriberRow};
+use crate::store::{self, Added, NewEdition, Store, StoreError, SubscriberRow};
 use crate::time;
 
 /// What `send` does with the messages.
@@ -37,13 +38,36 @@ pub enum Mode {
     TestTo(Address),
 }
 
+/// Hears how delivery of an edition advances (the CLI draws a progress bar).
+pub trait Progress: Send + Sync {
+    /// An edition's delivery starts with `total` messages owed.
+    fn start(&self, digest: &str, edition: i64, total: usize);
+    /// `done` of them are settled.
+    fn advance(&self, done: usize);
+    /// Delivery of that edition ended.
+    fn finish(&self);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn start(&self, _: &str, _: i64, _: usize) {}
+    fn advance(&self, _: usize) {}
+    fn finish(&self) {}
+}
+
 /// Options for [`send`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SendOptions {
     /// Only this digest (default: all).
     pub digest: Option<String>,
     /// What to do with the messages.
     pub mode: Mode,
+    /// Only finish unfinished editions: no gathering, no new edition.
+    pub resume_only: bool,
+    /// Where delivery progress goes.
+    pub progress: Arc<dyn Progress>,
 }
 
 /// The result of gathering one source.
@@ -89,8 +113,6 @@ pub enum DigestOutcome {
         replies: usize,
         /// What delivery did.
         tally: Tally,
-        /// Copies withheld because the subscriber left or bounced meanwhile.
-        suppressed: usize,
     },
 }
 
@@ -137,8 +159,14 @@ pub enum PipelineError {
     #[error("{0}; nothing was sent for this edition")]
     Build(#[from] BuildError),
     /// The ledger failed mid-delivery.
+    #[error("delivery stopped, the ledger could not be updated: {0}")]
+    Ledger(StoreError),
+    /// The transport could not be set up.
     #[error(transparent)]
-    Ledger(#[from] LedgerError),
+    Transport(#[from] SendError),
+    /// The DKIM key could not be used.
+    #[error("cannot sign with the DKIM key: {0}")]
+    Dkim(String),
     /// `--digest` named a digest the config does not define.
     #[error("no digest named `{name}` in the config; defined digests: {known}")]
     UnknownDigest {
@@ -218,8 +246,17 @@ fn after(t: DateTime<Utc>) -> DateTime<Utc> {
     time::now().max(t + chrono::Duration::microseconds(1))
 }
 
+impl From<DeliverError<PipelineError>> for PipelineError {
+    fn from(e: DeliverError<PipelineError>) -> Self {
+        match e {
+            DeliverError::Ledger(s) => PipelineError::Ledger(s),
+            DeliverError::Build(b) => b,
+        }
+    }
+}
+
 /// Gathers, then makes and delivers each digest's next edition (continuing unfinished
-/// ones first).
+/// ones first). With `resume_only`, only unfinished editions are continued.
 pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, PipelineError> {
     let digests: Vec<&Digest> = match &opts.digest {
         Some(name) => vec![config
@@ -238,27 +275,36 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         None => config.digests.iter().collect(),
     };
     let renderer = Renderer::load(config)?;
+    let dkim = config
+        .delivery
+        .dkim
+        .as_ref()
+        .map(deliver::dkim_signer)
+        .transpose()
+        .map_err(PipelineError::Dkim)?;
     let mut store = match opts.mode {
         Mode::Deliver => Store::open(&config.state_path)?,
         _ => Store::scratch_copy(&config.state_path)?,
     };
     let gathered_at = time::now();
     store.sync_subscribers(&config.subscribers, gathered_at)?;
-    let mut report = SendReport {
-        gathered: gather(config, &mut store, gathered_at).await?,
-        digests: Vec::new(),
-    };
-    let transport = match (&opts.mode, &config.delivery) {
-        (Mode::Deliver | Mode::TestTo(_), Delivery::Outbox { dir }) => {
-            Transport::Outbox(dir.clone())
+    let mut report = SendReport::default();
+    if !opts.resume_only {
+        report.gathered = gather(config, &mut store, gathered_at).await?;
+    }
+    let transport = match &opts.mode {
+        Mode::Deliver | Mode::TestTo(_) => {
+            Transport::from_config(&config.delivery.transport, config.delivery.concurrency)?
         }
-        (Mode::DryRun, _) => Transport::DryRun,
-        (Mode::Preview(dir), _) => Transport::Preview(dir.clone()),
+        Mode::DryRun => Transport::DryRun,
+        Mode::Preview(dir) => Transport::Preview(dir.clone()),
     };
     let run = Run {
         config,
         renderer: &renderer,
         transport: &transport,
+        dkim: dkim.as_ref(),
+        progress: opts.progress.as_ref(),
     };
     for digest in digests {
         if let Mode::TestTo(addr) = &opts.mode {
@@ -268,13 +314,25 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
             continue;
         }
         for ed in store.unfinished_editions(&digest.name)? {
+            let (essays, replies) = store.edition_items(ed.id)?;
+            let sel = Selection { essays, replies };
+            let view = run.view(&store, &sel)?;
+            tracing::info!(digest = %digest.name, edition = ed.number, "Resuming unfinished edition.");
+            let tally = run.deliver_edition(&mut store, digest, &ed, &view).await?;
+            report.digests.push(DigestOutcome::Delivered {
+                digest: digest.name.clone(),
+                edition: ed.number,
+                resumed: true,
+                essays: sel.essays.len(),
+                replies: sel.replies.len(),
+                tally,
+            });
+        }
+        if !opts.resume_only {
             report
                 .digests
-                .push(run.resume(&mut store, digest, &ed).await?);
+                .push(run.next_edition(&mut store, digest, gathered_at).await?);
         }
-        report
-            .digests
-            .push(run.next_edition(&mut store, digest, gathered_at).await?);
     }
     Ok(report)
 }
@@ -283,6 +341,8 @@ struct Run<'a> {
     config: &'a Config,
     renderer: &'a Renderer,
     transport: &'a Transport,
+    dkim: Option<&'a lettre::message::dkim::DkimConfig>,
+    progress: &'a dyn Progress,
 }
 
 impl Run<'_> {
@@ -315,9 +375,12 @@ impl Run<'_> {
         }
         let number = prev.map(|p| p.number + 1).unwrap_or(1);
         let view = self.view(store, &sel)?;
-        // Every copy is rendered before the edition exists: a template error stops here,
-        // with nothing recorded and nothing sent.
-        let mut copies = self.render_copies(digest, number, at, &view, &subscribers)?;
+        // Every copy is rendered once before the edition exists: a template error stops
+        // here, with nothing recorded and nothing sent. Copies are rendered again, one
+        // at a time, as they are sent, so a large edition is never all in memory.
+        for s in &subscribers {
+            self.render_one(digest, number, at, &view, s)?;
+        }
         let created = store.create_edition(
             &NewEdition {
                 digest: digest.name.clone(),
@@ -338,10 +401,7 @@ impl Run<'_> {
         };
         tracing::info!(digest = %digest.name, edition = ed.number, essays = sel.essays.len(),
             replies = sel.replies.len(), subscribers = subscribers.len(), "Created edition.");
-        let pending = store.pending_deliveries(ed.id)?;
-        let (jobs, suppressed) = pair(store, pending, &mut copies)?;
-        let tally = deliver::deliver(store, self.transport, jobs, time::now).await?;
-        store.finish_edition_if_done(ed.id, time::now())?;
+        let tally = self.deliver_edition(store, digest, &ed, &view).await?;
         Ok(DigestOutcome::Delivered {
             digest: digest.name.clone(),
             edition: ed.number,
@@ -349,37 +409,70 @@ impl Run<'_> {
             essays: sel.essays.len(),
             replies: sel.replies.len(),
             tally,
-            suppressed,
         })
     }
 
-    async fn resume(
+    /// Delivers what an edition still owes, waiting in-run for deferred messages that
+    /// come due within `retry_within_run`; later ones are left for the next send.
+    async fn deliver_edition(
         &self,
         store: &mut Store,
         digest: &Digest,
         ed: &store::EditionRow,
-    ) -> Result<DigestOutcome, PipelineError> {
-        let (essays, replies) = store.edition_items(ed.id)?;
-        let sel = Selection { essays, replies };
-        let view = self.view(store, &sel)?;
-        let pending = store.pending_deliveries(ed.id)?;
-        let subscribers: Vec<SubscriberRow> =
-            pending.iter().map(|p| p.subscriber.clone()).collect();
-        tracing::info!(digest = %digest.name, edition = ed.number, pending = pending.len(), "Resuming unfinished edition.");
-        let mut copies =
-            self.render_copies(digest, ed.number, ed.scheduled_for, &view, &subscribers)?;
-        let (jobs, suppressed) = pair(store, pending, &mut copies)?;
-        let tally = deliver::deliver(store, self.transport, jobs, time::now).await?;
+        view: &DigestView,
+    ) -> Result<Tally, PipelineError> {
+        let delivery = &self.config.delivery;
+        let pacing = Pacing {
+            concurrency: delivery.concurrency,
+            rate: delivery.rate,
+            max_attempts: delivery.max_attempts,
+            retry_base: delivery.retry_base,
+        };
+        let started = time::now();
+        let mut tally = Tally::default();
+        loop {
+            let rows = store.pending_deliveries(ed.id, time::now(), &deliver::claim_is_dead)?;
+            if !rows.is_empty() {
+                // The pending rows of a resumed edition are checked against today's
+                // templates before the first of them is sent.
+                let subscribers: Vec<SubscriberRow> =
+                    rows.iter().map(|r| r.subscriber.clone()).collect();
+                for s in &subscribers {
+                    self.render_one(digest, ed.number, ed.scheduled_for, view, s)?;
+                }
+                self.progress.start(&digest.name, ed.number, rows.len());
+                let result = deliver::deliver(
+                    store,
+                    self.transport,
+                    rows,
+                    |row| {
+                        self.render_one(digest, ed.number, ed.scheduled_for, view, &row.subscriber)
+                    },
+                    &pacing,
+                    &|done| self.progress.advance(done),
+                )
+                .await;
+                self.progress.finish();
+                tally.add(result?);
+            }
+            let Some(next) = store.next_deferred_at(ed.id)? else {
+                break;
+            };
+            let now = time::now();
+            let limit =
+                started + chrono::Duration::from_std(delivery.retry_within_run).unwrap_or_default();
+            if next > limit {
+                break;
+            }
+            let wait = (next - now).to_std().unwrap_or_default();
+            tracing::info!(digest = %digest.name, edition = ed.number, wait_ms = wait.as_millis() as u64, "Waiting for deferred messages to come due.");
+            tokio::time::sleep(wait).await;
+        }
+        // A message deferred and then sent within this run counts once, as sent: what
+        // is deferred is what the ledger still holds as deferred.
+        tally.deferred = store.count_deliveries(ed.id, "deferred")?;
         store.finish_edition_if_done(ed.id, time::now())?;
-        Ok(DigestOutcome::Delivered {
-            digest: digest.name.clone(),
-            edition: ed.number,
-            resumed: true,
-            essays: sel.essays.len(),
-            replies: sel.replies.len(),
-            tally,
-            suppressed,
-        })
+        Ok(tally)
     }
 
     async fn test_copy(
@@ -415,14 +508,12 @@ impl Run<'_> {
             timezone: None,
             status: "active".into(),
         };
-        let copies = self.render_copies(digest, 0, at, &view, &[subscriber])?;
+        let mut msg = self.render_one(digest, 0, at, &view, &subscriber)?;
+        msg.file_stem = format!("{}-test-{}", msg.file_stem, at.format("%Y%m%dT%H%M%S%.6f"));
         let mut tally = Tally::default();
-        for (_, mut msg) in copies {
-            msg.file_stem = format!("{}-test-{}", msg.file_stem, at.format("%Y%m%dT%H%M%S%.6f"));
-            match self.transport.send(&msg).await {
-                Ok(_) => tally.sent += 1,
-                Err(e) => tally.failed.push((msg.to.clone(), e.to_string())),
-            }
+        match self.transport.send(&msg).await {
+            Ok(_) => tally.sent += 1,
+            Err(e) => tally.failed.push((msg.to.clone(), e.to_string())),
         }
         Ok(DigestOutcome::Delivered {
             digest: digest.name.clone(),
@@ -431,7 +522,6 @@ impl Run<'_> {
             essays: sel.essays.len(),
             replies: sel.replies.len(),
             tally,
-            suppressed: 0,
         })
     }
 
@@ -447,96 +537,63 @@ impl Run<'_> {
         Ok(edition::compose(sel, &parents))
     }
 
-    fn render_copies(
+    /// Renders and builds one subscriber's message.
+    fn render_one(
         &self,
         digest: &Digest,
         number: i64,
         at: DateTime<Utc>,
         view: &DigestView,
-        subscribers: &[SubscriberRow],
-    ) -> Result<HashMap<i64, Outgoing>, PipelineError> {
+        s: &SubscriberRow,
+    ) -> Result<Outgoing, PipelineError> {
         let site = &self.config.site;
-        let site_info = SiteInfo {
-            name: site.name.clone(),
-            base_url: site.base_url.clone(),
+        let ctx = MessageContext {
+            site: &SiteInfo {
+                name: site.name.clone(),
+                base_url: site.base_url.clone(),
+            },
+            digest: &DigestInfo {
+                name: digest.name.clone(),
+                title: digest.title.clone(),
+            },
+            edition: &EditionInfo {
+                number,
+                date: store::ts(at),
+            },
+            subscriber: SubscriberInfo {
+                name: s.name.clone(),
+                email: s.email.clone(),
+                timezone: s
+                    .timezone
+                    .clone()
+                    .unwrap_or_else(|| digest.timezone.name().to_owned()),
+            },
+            view,
+            unsubscribe_url: deliver::unsubscribe_mailto(site, digest),
         };
-        let digest_info = DigestInfo {
-            name: digest.name.clone(),
-            title: digest.title.clone(),
-        };
-        let edition_info = EditionInfo {
-            number,
-            date: store::ts(at),
-        };
-        let unsubscribe_url = deliver::unsubscribe_mailto(site, digest);
-        let mut out = HashMap::with_capacity(subscribers.len());
-        for s in subscribers {
-            let ctx = MessageContext {
-                site: &site_info,
-                digest: &digest_info,
-                edition: &edition_info,
-                subscriber: SubscriberInfo {
-                    name: s.name.clone(),
-                    email: s.email.clone(),
-                    timezone: s
-                        .timezone
-                        .clone()
-                        .unwrap_or_else(|| digest.timezone.name().to_owned()),
-                },
-                view,
-                unsubscribe_url: unsubscribe_url.clone(),
-            };
-            let body = self.renderer.render(digest, &ctx)?;
-            let id = deliver::message_id(&digest.name, number, &s.email, site.from.email.domain());
-            let hash = id
-                .trim_start_matches('<')
-                .split('@')
-                .next()
-                .unwrap_or_default()
-                .rsplit('.')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            let msg = deliver::build_message(
-                &Addressing {
-                    site,
-                    digest,
-                    edition: number,
-                    email: &s.email,
-                    name: s.name.as_deref(),
-                    date: at,
-                    file_stem: format!("{}-{number:04}-{hash}", digest.name),
-                },
-                &body,
-            )?;
-            out.insert(s.id, msg);
-        }
-        Ok(out)
+        let body = self.renderer.render(digest, &ctx)?;
+        let id = deliver::message_id(&digest.name, number, &s.email, site.from.email.domain());
+        let hash = id
+            .trim_start_matches('<')
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(deliver::build_message(
+            &Addressing {
+                site,
+                digest,
+                edition: number,
+                email: &s.email,
+                name: s.name.as_deref(),
+                date: at,
+                file_stem: format!("{}-{number:04}-{hash}", digest.name),
+                dkim: self.dkim,
+            },
+            &body,
+        )?)
     }
-}
-
-/// Matches owed deliveries with their rendered copies; rows whose subscriber has left or
-/// bounced since are marked suppressed instead (suppression always wins).
-fn pair(
-    store: &mut Store,
-    pending: Vec<PendingDelivery>,
-    copies: &mut HashMap<i64, Outgoing>,
-) -> Result<(Vec<(PendingDelivery, Outgoing)>, usize), StoreError> {
-    let mut jobs = Vec::with_capacity(pending.len());
-    let mut suppressed = 0;
-    for row in pending {
-        if row.subscriber.status != "active" {
-            store.mark_unsent(
-                row.id,
-                "suppressed",
-                &format!("subscriber is {}", row.subscriber.status),
-            )?;
-            suppressed += 1;
-            continue;
-        }
-        if let Some(msg) = copies.remove(&row.subscriber.id) {
-            jobs.push((row, msg));
-        }
-    }
-    Ok((jobs, suppressed))
 }

@@ -56,16 +56,125 @@ pub struct Site {
     pub timezone: Tz,
     /// Directory holding template sets.
     pub templates_dir: PathBuf,
+    /// Web archive of past editions (List-Archive), if any.
+    pub archive_url: Option<String>,
 }
 
 /// The `[delivery]` table.
 #[derive(Debug, Clone)]
-pub enum Delivery {
+pub struct Delivery {
+    /// Where messages go.
+    pub transport: TransportConfig,
+    /// Messages in flight at once (parallel SMTP sessions).
+    pub concurrency: usize,
+    /// Most messages per period, if limited.
+    pub rate: Option<Rate>,
+    /// Attempts before a deferred message is failed for good.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled for each later one, with jitter.
+    pub retry_base: std::time::Duration,
+    /// How long one `send` waits for deferred messages to come due before leaving them
+    /// for the next run.
+    pub retry_within_run: std::time::Duration,
+    /// DKIM signing, if configured.
+    pub dkim: Option<DkimSettings>,
+}
+
+/// The transport messages are handed to.
+#[derive(Debug, Clone)]
+pub enum TransportConfig {
     /// Write one .eml file per message into a directory.
     Outbox {
         /// The directory, created when needed.
         dir: PathBuf,
     },
+    /// An SMTP relay.
+    Smtp(SmtpSettings),
+}
+
+/// A secret from the environment or a file: never printed, not even by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain connection upgraded with STARTTLS (required).
+    StartTls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+    /// No encryption: loopback only unless `allow_insecure`.
+    None,
+}
+
+/// `[delivery.smtp]`.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// Relay host.
+    pub host: String,
+    /// Port (default by TLS mode: 587, 465 or 25).
+    pub port: u16,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// AUTH user name.
+    pub username: Option<String>,
+    /// AUTH password, read from `password_env` or `password_file`.
+    pub password: Option<Secret>,
+    /// Extra CA certificate (PEM) for private relays.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Per-command timeout.
+    pub timeout: std::time::Duration,
+    /// Name sent with EHLO (default: this machine's host name).
+    pub helo: Option<String>,
+}
+
+/// A rate limit: `count` messages per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Messages…
+    pub count: u32,
+    /// …per this period.
+    pub per: std::time::Duration,
+}
+
+/// DKIM signature algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DkimAlgorithm {
+    /// rsa-sha256 with a PKCS#1 PEM key.
+    Rsa,
+    /// ed25519-sha256 with a base64 32-byte seed.
+    Ed25519,
+}
+
+/// `[delivery.dkim]`.
+#[derive(Debug, Clone)]
+pub struct DkimSettings {
+    /// Selector published in DNS.
+    pub selector: String,
+    /// Signing domain (d=).
+    pub domain: String,
+    /// The private key text.
+    pub key: Secret,
+    /// Algorithm.
+    pub algorithm: DkimAlgorithm,
 }
 
 /// One configured source, built from `[[source]]` by its `type`.
@@ -384,9 +493,36 @@ impl<'t> Validator<'t> {
                 "reply_to",
                 "timezone",
                 "templates",
+                "archive_url",
             ],
             (Some("state"), _) => &["path"],
-            (Some("delivery"), _) => &["transport", "outbox"],
+            (Some("delivery"), 2) => &[
+                "transport",
+                "outbox",
+                "concurrency",
+                "rate",
+                "max_attempts",
+                "retry_base",
+                "retry_within_run",
+                "smtp",
+                "dkim",
+            ],
+            (Some("delivery"), _) => &[
+                "host",
+                "port",
+                "tls",
+                "username",
+                "password_env",
+                "password_file",
+                "ca_file",
+                "timeout",
+                "helo",
+                "allow_insecure",
+                "selector",
+                "domain",
+                "key_file",
+                "algorithm",
+            ],
             (Some("source"), _) => &[
                 "name",
                 "type",
@@ -492,7 +628,8 @@ impl<'t> Validator<'t> {
                 .unwrap_or("gazette.db"),
         );
 
-        let delivery = self.delivery(&raw.delivery, &resolve);
+        let from_domain = from.as_ref().map(|f| f.email.domain().to_owned());
+        let delivery = self.delivery(&raw.delivery, &resolve, from_domain.as_deref());
         let http = self.http(&raw.http);
 
         let mut sources = Vec::new();
@@ -597,6 +734,11 @@ impl<'t> Validator<'t> {
                 reply_to,
                 timezone: site_tz,
                 templates_dir,
+                archive_url: raw
+                    .site
+                    .archive_url
+                    .as_ref()
+                    .and_then(|u| self.url(u, "site.archive_url")),
             },
             state_path,
             delivery: delivery?,
@@ -660,6 +802,7 @@ impl<'t> Validator<'t> {
         &mut self,
         raw: &raw::RawDelivery,
         resolve: &dyn Fn(&str) -> PathBuf,
+        from_domain: Option<&str>,
     ) -> Option<Delivery> {
         let outbox = resolve(
             raw.outbox
@@ -667,15 +810,15 @@ impl<'t> Validator<'t> {
                 .map(|s| s.get_ref().as_str())
                 .unwrap_or("outbox"),
         );
-        match raw.transport.as_ref().map(|t| (t, t.get_ref().as_str())) {
-            None | Some((_, "outbox")) => Some(Delivery::Outbox { dir: outbox }),
-            Some((t, "smtp")) => {
-                self.at_span(
-                    t,
-                    "`delivery.transport`: \"smtp\" is not available in this version yet; use \"outbox\"".into(),
-                );
-                None
-            }
+        let transport = match raw.transport.as_ref().map(|t| (t, t.get_ref().as_str())) {
+            None | Some((_, "outbox")) => Some(TransportConfig::Outbox { dir: outbox }),
+            Some((t, "smtp")) => match &raw.smtp {
+                Some(smtp) => self.smtp(smtp, resolve).map(TransportConfig::Smtp),
+                None => {
+                    self.at_span(t, "`delivery.transport` is \"smtp\" but there is no `[delivery.smtp]` table with at least `host`".into());
+                    None
+                }
+            },
             Some((t, other)) => {
                 self.at_span(
                     t,
@@ -683,7 +826,260 @@ impl<'t> Validator<'t> {
                 );
                 None
             }
+        };
+        let duration = |v: &Option<S>,
+                        default: std::time::Duration|
+         -> Result<std::time::Duration, (usize, String)> {
+            match v {
+                None => Ok(default),
+                Some(v) => humantime::parse_duration(v.get_ref())
+                    .map_err(|_| (v.span().start, v.get_ref().clone())),
+            }
+        };
+        let mut take = |r: Result<std::time::Duration, (usize, String)>,
+                        key: &str,
+                        d: std::time::Duration| match r {
+            Ok(v) => v,
+            Err((at, text)) => {
+                self.at(at, format!("`delivery.{key}`: \"{text}\" is not a duration; write e.g. \"30s\" or \"2m\""));
+                d
+            }
+        };
+        let retry_base = take(
+            duration(&raw.retry_base, std::time::Duration::from_secs(30)),
+            "retry_base",
+            std::time::Duration::from_secs(30),
+        );
+        let retry_within_run = take(
+            duration(&raw.retry_within_run, std::time::Duration::from_secs(120)),
+            "retry_within_run",
+            std::time::Duration::from_secs(120),
+        );
+        let concurrency = self
+            .count(&raw.concurrency, "delivery.concurrency", 1)
+            .map(|n| usize::try_from(n.min(256)).unwrap_or(256))
+            .unwrap_or(4);
+        let max_attempts = self
+            .count(&raw.max_attempts, "delivery.max_attempts", 1)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+            .unwrap_or(5);
+        let rate = raw.rate.as_ref().and_then(|r| match parse_rate(r.get_ref()) {
+            Some(rate) => Some(rate),
+            None => {
+                self.at_span(r, format!("`delivery.rate`: \"{}\" is not a rate; write e.g. \"50/s\" or \"600/min\"", r.get_ref()));
+                None
+            }
+        });
+        let dkim = raw
+            .dkim
+            .as_ref()
+            .and_then(|d| self.dkim(d, resolve, from_domain));
+        Some(Delivery {
+            transport: transport?,
+            concurrency,
+            rate,
+            max_attempts,
+            retry_base,
+            retry_within_run,
+            dkim,
+        })
+    }
+
+    fn smtp(
+        &mut self,
+        raw: &raw::RawSmtp,
+        resolve: &dyn Fn(&str) -> PathBuf,
+    ) -> Option<SmtpSettings> {
+        let segs = [Seg::Key("delivery".into()), Seg::Key("smtp".into())];
+        let host = self
+            .required(&raw.host, &segs, "host")?
+            .get_ref()
+            .trim()
+            .to_owned();
+        let tls = match raw.tls.as_ref().map(|t| (t, t.get_ref().as_str())) {
+            None | Some((_, "starttls")) => TlsMode::StartTls,
+            Some((_, "tls")) => TlsMode::Tls,
+            Some((_, "none")) => TlsMode::None,
+            Some((t, other)) => {
+                self.at_span(t, format!("`delivery.smtp.tls`: \"{other}\" is not one of \"starttls\", \"tls\", \"none\""));
+                TlsMode::StartTls
+            }
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if tls == TlsMode::None && !loopback && raw.allow_insecure != Some(true) {
+            if let Some(t) = &raw.tls {
+                self.at_span(t, format!("`delivery.smtp.tls`: \"none\" would send mail and passwords in clear text to {host}; use \"starttls\" or \"tls\", or set `allow_insecure = true` if the network is trusted"));
+            }
         }
+        let port = match &raw.port {
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    self.at_span(p, "`delivery.smtp.port` must be between 1 and 65535".into());
+                    0
+                }
+            },
+            None => match tls {
+                TlsMode::StartTls => 587,
+                TlsMode::Tls => 465,
+                TlsMode::None => 25,
+            },
+        };
+        let password = match (&raw.password_env, &raw.password_file) {
+            (Some(_), Some(f)) => {
+                self.at_span(
+                    f,
+                    "`delivery.smtp`: give `password_env` or `password_file`, not both".into(),
+                );
+                None
+            }
+            (Some(var), None) => match std::env::var(var.get_ref()) {
+                Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+                _ => {
+                    self.at_span(
+                        var,
+                        format!(
+                            "`delivery.smtp.password_env`: environment variable {} is not set",
+                            var.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+            (None, Some(file)) => {
+                let path = resolve(file.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(v) => Some(Secret::new(v.trim_end_matches(['\r', '\n']).to_owned())),
+                    Err(e) => {
+                        self.at_span(
+                            file,
+                            format!(
+                                "`delivery.smtp.password_file`: cannot read {}: {e}",
+                                path.display()
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        let ca_pem = raw.ca_file.as_ref().and_then(|f| {
+            let path = resolve(f.get_ref());
+            match std::fs::read(&path) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    self.at_span(
+                        f,
+                        format!(
+                            "`delivery.smtp.ca_file`: cannot read {}: {e}",
+                            path.display()
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        let timeout = match &raw.timeout {
+            None => std::time::Duration::from_secs(30),
+            Some(t) => humantime::parse_duration(t.get_ref()).unwrap_or_else(|_| {
+                self.at_span(
+                    t,
+                    format!(
+                        "`delivery.smtp.timeout`: \"{}\" is not a duration",
+                        t.get_ref()
+                    ),
+                );
+                std::time::Duration::from_secs(30)
+            }),
+        };
+        if raw.username.is_some() != password.is_some()
+            && (raw.password_env.is_none() && raw.password_file.is_none())
+        {
+            if let Some(u) = &raw.username {
+                self.at_span(u, "`delivery.smtp.username` needs `password_env` or `password_file` (a password never goes in the file itself)".into());
+            }
+        }
+        Some(SmtpSettings {
+            host,
+            port,
+            tls,
+            username: raw.username.as_ref().map(|u| u.get_ref().clone()),
+            password,
+            ca_pem,
+            timeout,
+            helo: raw.helo.as_ref().map(|h| h.get_ref().clone()),
+        })
+    }
+
+    fn dkim(
+        &mut self,
+        raw: &raw::RawDkim,
+        resolve: &dyn Fn(&str) -> PathBuf,
+        from_domain: Option<&str>,
+    ) -> Option<DkimSettings> {
+        let segs = [Seg::Key("delivery".into()), Seg::Key("dkim".into())];
+        let selector = self.required(&raw.selector, &segs, "selector");
+        let key_file = self.required(&raw.key_file, &segs, "key_file");
+        let (selector, key_file) = (selector?, key_file?);
+        let path = resolve(key_file.get_ref());
+        let key = match std::fs::read_to_string(&path) {
+            Ok(k) => k,
+            Err(e) => {
+                self.at_span(
+                    key_file,
+                    format!(
+                        "`delivery.dkim.key_file`: cannot read {}: {e}",
+                        path.display()
+                    ),
+                );
+                return None;
+            }
+        };
+        let algorithm = match raw.algorithm.as_ref().map(|a| (a, a.get_ref().as_str())) {
+            Some((_, "rsa")) => DkimAlgorithm::Rsa,
+            Some((_, "ed25519")) => DkimAlgorithm::Ed25519,
+            None if key.contains("BEGIN RSA PRIVATE KEY") => DkimAlgorithm::Rsa,
+            None => DkimAlgorithm::Ed25519,
+            Some((a, other)) => {
+                self.at_span(
+                    a,
+                    format!("`delivery.dkim.algorithm`: \"{other}\" is not \"rsa\" or \"ed25519\""),
+                );
+                return None;
+            }
+        };
+        let key = key.trim().to_owned();
+        let valid = match algorithm {
+            DkimAlgorithm::Rsa => lettre::message::dkim::DkimSigningKey::new(
+                &key,
+                lettre::message::dkim::DkimSigningAlgorithm::Rsa,
+            )
+            .is_ok(),
+            DkimAlgorithm::Ed25519 => lettre::message::dkim::DkimSigningKey::new(
+                &key,
+                lettre::message::dkim::DkimSigningAlgorithm::Ed25519,
+            )
+            .is_ok(),
+        };
+        if !valid {
+            self.at_span(key_file, format!("`delivery.dkim.key_file`: {} is not a usable key (RSA: PKCS#1 PEM, \"BEGIN RSA PRIVATE KEY\"; Ed25519: the base64 32-byte seed)", path.display()));
+            return None;
+        }
+        let domain = match (&raw.domain, from_domain) {
+            (Some(d), _) => d.get_ref().trim().to_lowercase(),
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => return None,
+        };
+        Some(DkimSettings {
+            selector: selector.get_ref().trim().to_owned(),
+            domain,
+            key: Secret::new(key),
+            algorithm,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1102,6 +1498,19 @@ impl<'t> Validator<'t> {
             }
         }
     }
+}
+
+/// Parses "50/s", "600/min", "1000/h".
+pub fn parse_rate(text: &str) -> Option<Rate> {
+    let (count, unit) = text.trim().split_once('/')?;
+    let count: u32 = count.trim().parse().ok().filter(|n| *n > 0)?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => std::time::Duration::from_secs(1),
+        "m" | "min" | "minute" => std::time::Duration::from_secs(60),
+        "h" | "hour" => std::time::Duration::from_secs(3600),
+        _ => return None,
+    };
+    Some(Rate { count, per })
 }
 
 /// Parses an address and lower-cases its domain, the part that is case-insensitive.

@@ -42,6 +42,8 @@ pub(crate) struct RawSite {
     pub(crate) timezone: Option<S>,
     /// Directory holding the template sets; default "templates" beside the config file.
     pub(crate) templates: Option<S>,
+    /// Web archive of past editions, for List-Archive.
+    pub(crate) archive_url: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,10 +54,49 @@ pub(crate) struct RawState {
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawDelivery {
-    /// "outbox" (the default and, in this version, the only transport).
+    /// "outbox" (default) or "smtp".
     pub(crate) transport: Option<S>,
     /// Directory of .eml files for the outbox transport; default "outbox".
     pub(crate) outbox: Option<S>,
+    /// Parallel SMTP sessions; default 4.
+    pub(crate) concurrency: Option<Spanned<i64>>,
+    /// "50/s", "600/min"; default unlimited.
+    pub(crate) rate: Option<S>,
+    /// Attempts before a deferred message is failed; default 5.
+    pub(crate) max_attempts: Option<Spanned<i64>>,
+    /// First retry delay, doubled per attempt; default "30s".
+    pub(crate) retry_base: Option<S>,
+    /// Longest a `send` waits in-run for deferred messages to come due; default "2m".
+    pub(crate) retry_within_run: Option<S>,
+    pub(crate) smtp: Option<RawSmtp>,
+    pub(crate) dkim: Option<RawDkim>,
+}
+
+/// `[delivery.smtp]`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawSmtp {
+    pub(crate) host: Option<S>,
+    pub(crate) port: Option<Spanned<i64>>,
+    /// "starttls" (default), "tls" or "none".
+    pub(crate) tls: Option<S>,
+    pub(crate) username: Option<S>,
+    pub(crate) password_env: Option<S>,
+    pub(crate) password_file: Option<S>,
+    pub(crate) ca_file: Option<S>,
+    pub(crate) timeout: Option<S>,
+    pub(crate) helo: Option<S>,
+    /// Allow tls = "none" to a host that is not loopback.
+    pub(crate) allow_insecure: Option<bool>,
+}
+
+/// `[delivery.dkim]`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawDkim {
+    pub(crate) selector: Option<S>,
+    pub(crate) domain: Option<S>,
+    pub(crate) key_file: Option<S>,
+    /// "rsa" or "ed25519"; default from the key file.
+    pub(crate) algorithm: Option<S>,
 }
 
 /// `[http]`: how web sources are fetched.

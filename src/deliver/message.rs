@@ -17,8 +17,12 @@ pub struct Outgoing {
     pub file_stem: String,
     /// The Message-ID, angle brackets included.
     pub message_id: String,
-    /// Envelope recipient.
+    /// Recipient address, as text.
     pub to: String,
+    /// SMTP envelope sender (MAIL FROM).
+    pub envelope_from: lettre::Address,
+    /// SMTP envelope recipient (RCPT TO).
+    pub envelope_to: lettre::Address,
     /// The whole message, CRLF line endings.
     pub raw: Vec<u8>,
     /// The HTML part, for previews.
@@ -65,34 +69,68 @@ pub fn unsubscribe_mailto(site: &Site, digest: &Digest) -> String {
     )
 }
 
-#[derive(Clone)]
-struct ListId(String);
+/// Declares a simple unstructured header type.
+macro_rules! text_header {
+    ($ty:ident, $name:literal) => {
+        #[derive(Clone)]
+        struct $ty(String);
 
-impl Header for ListId {
-    fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("List-Id")
-    }
-    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(ListId(s.to_owned()))
-    }
-    fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), self.0.clone())
-    }
+        impl Header for $ty {
+            fn name() -> HeaderName {
+                HeaderName::new_from_ascii_str($name)
+            }
+            fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+                Ok($ty(s.to_owned()))
+            }
+            fn display(&self) -> HeaderValue {
+                HeaderValue::new(Self::name(), self.0.clone())
+            }
+        }
+    };
 }
 
-#[derive(Clone)]
-struct ListUnsubscribe(String);
+text_header!(ListId, "List-Id");
+text_header!(ListUnsubscribe, "List-Unsubscribe");
+text_header!(AutoSubmitted, "Auto-Submitted");
+text_header!(ListArchive, "List-Archive");
 
-impl Header for ListUnsubscribe {
-    fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("List-Unsubscribe")
-    }
-    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(ListUnsubscribe(s.to_owned()))
-    }
-    fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), self.0.clone())
-    }
+/// Builds the DKIM signer once per run; the signature covers the headers a receiver and
+/// a one-click unsubscriber rely on.
+pub fn dkim_signer(
+    d: &crate::config::DkimSettings,
+) -> Result<lettre::message::dkim::DkimConfig, String> {
+    use lettre::message::dkim::{
+        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+        DkimSigningKey,
+    };
+    let algorithm = match d.algorithm {
+        crate::config::DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
+        crate::config::DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
+    };
+    let key = DkimSigningKey::new(d.key.expose(), algorithm).map_err(|e| e.to_string())?;
+    let headers = [
+        "From",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "To",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "List-Id",
+    ]
+    .into_iter()
+    .map(HeaderName::new_from_ascii_str)
+    .collect();
+    Ok(DkimConfig::new(
+        d.selector.clone(),
+        d.domain.clone(),
+        key,
+        headers,
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    ))
 }
 
 /// Everything a message needs besides its rendered bodies.
@@ -111,6 +149,8 @@ pub struct Addressing<'a> {
     pub date: DateTime<Utc>,
     /// File name stem for file transports.
     pub file_stem: String,
+    /// DKIM signer, if configured.
+    pub dkim: Option<&'a lettre::message::dkim::DkimConfig>,
 }
 
 /// Builds the message for one recipient.
@@ -120,7 +160,10 @@ pub fn build_message(a: &Addressing<'_>, body: &Rendered) -> Result<Outgoing, Bu
         reason,
     };
     let address = crate::config::parse_address(a.email).map_err(&fail)?;
-    let to = Mailbox::new(a.name.map(plain_line).filter(|n| !n.is_empty()), address);
+    let to = Mailbox::new(
+        a.name.map(plain_line).filter(|n| !n.is_empty()),
+        address.clone(),
+    );
     let domain = a.site.from.email.domain().to_owned();
     let id = message_id(&a.digest.name, a.edition, a.email, &domain);
     let list_id = format!("<{}.{}>", a.digest.name.to_lowercase(), domain);
@@ -146,16 +189,26 @@ pub fn build_message(a: &Addressing<'_>, body: &Rendered) -> Result<Outgoing, Bu
     if let Some(r) = &a.site.reply_to {
         builder = builder.reply_to(r.clone());
     }
-    let message = builder
+    if let Some(archive) = &a.site.archive_url {
+        builder = builder.header(ListArchive(format!("<{archive}>")));
+    }
+    // RFC 3834: automatic mail; vacation responders must not answer it.
+    builder = builder.header(AutoSubmitted("auto-generated".into()));
+    let mut message = builder
         .multipart(MultiPart::alternative_plain_html(
             body.text.clone(),
             body.html.clone(),
         ))
         .map_err(|e| fail(e.to_string()))?;
+    if let Some(dkim) = a.dkim {
+        message.sign(dkim);
+    }
     Ok(Outgoing {
         file_stem: a.file_stem.clone(),
         message_id: id,
         to: a.email.to_owned(),
+        envelope_from: a.site.from.email.clone(),
+        envelope_to: address.clone(),
         raw: message.formatted(),
         html: body.html.clone(),
         text: body.text.clone(),

@@ -1,17 +1,43 @@
-//! Builds each RFC 5322 message and hands it to a transport, recording every outcome in
-//! the ledger. It never decides who gets what: it is given rendered copies and rows.
+//! Builds each RFC 5322 message, hands it to a transport and records every outcome in the
+//! ledger. It never decides who gets what: it is given the owed rows and a way to build
+//! each one's message.
+//!
+//! The crash-safety rule: a row is durably claimed (`sending`, attempts + 1) before its
+//! message reaches the transport, and its outcome is committed together with the claim
+//! that reuses its slot. So at most `concurrency` rows are ever `sending`, and after a
+//! crash only those can go out twice — with the same Message-ID.
 
 mod message;
 mod transport;
 
 pub use message::{
-    build_message, message_id, unsubscribe_mailto, Addressing, BuildError, Outgoing,
+    build_message, dkim_signer, message_id, unsubscribe_mailto, Addressing, BuildError, Outgoing,
 };
 pub use transport::{SendError, Transport};
 
-use chrono::{DateTime, Utc};
+use std::num::NonZeroU32;
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use crate::store::{PendingDelivery, Store, StoreError};
+use chrono::{DateTime, Utc};
+use governor::{Quota, RateLimiter};
+use tokio::task::JoinSet;
+
+use crate::config::Rate;
+use crate::store::{Claim, Outcome, PendingDelivery, Store, StoreError};
+
+/// How fast and how persistently to deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pacing {
+    /// Messages in flight at once.
+    pub concurrency: usize,
+    /// Most messages per period.
+    pub rate: Option<Rate>,
+    /// Attempts before a transient failure becomes final.
+    pub max_attempts: u32,
+    /// First retry delay, doubled per attempt, with jitter.
+    pub retry_base: Duration,
+}
 
 /// Counts of what one delivery run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,45 +46,244 @@ pub struct Tally {
     pub sent: usize,
     /// Messages to retry later.
     pub deferred: usize,
-    /// Messages that failed for good, with the reason.
+    /// Messages that failed for good, with the address and the reason.
     pub failed: Vec<(String, String)>,
+    /// Of the failed, addresses that do not exist (now marked bounced).
+    pub bounced: usize,
+    /// Not sent: the subscriber left or bounced since the edition was made.
+    pub suppressed: usize,
 }
 
-/// Delivery stopped because the ledger could not be written; nothing further was sent.
-#[derive(Debug, thiserror::Error)]
-#[error("delivery stopped, the ledger could not be updated: {0}")]
-pub struct LedgerError(#[from] pub StoreError);
+impl Tally {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: Tally) {
+        self.sent += other.sent;
+        self.deferred += other.deferred;
+        self.failed.extend(other.failed);
+        self.bounced += other.bounced;
+        self.suppressed += other.suppressed;
+    }
+}
 
-/// Sends each copy whose delivery row is still owed, marking it in flight before the
-/// transport sees it and sent after the transport accepted it.
-pub async fn deliver(
+/// Delivery stopped early; what was sent is recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError<E: std::error::Error + 'static> {
+    /// The ledger could not be written; nothing further was sent.
+    #[error("delivery stopped, the ledger could not be updated: {0}")]
+    Ledger(#[from] StoreError),
+    /// A message could not be built; nothing further was sent.
+    #[error(transparent)]
+    Build(E),
+}
+
+/// This process's claim token, `<pid>:<nonce>`.
+pub fn claimant() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    TOKEN.get_or_init(|| format!("{}:{:016x}", std::process::id(), fastrand::u64(..)))
+}
+
+/// Whether the process holding a claim is gone (Linux: no /proc/<pid>), so its
+/// in-flight rows may be retried.
+pub fn claim_is_dead(token: &str) -> bool {
+    if token == claimant() {
+        return false;
+    }
+    match token.split(':').next().and_then(|p| p.parse::<u32>().ok()) {
+        Some(pid) if pid == std::process::id() => true,
+        Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        None => true,
+    }
+}
+
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)));
+    // Jitter spreads retries so a recovering server is not hit by all of them at once.
+    exp.mul_f64(0.75 + fastrand::f64() / 2.0)
+}
+
+/// Delivers the owed rows: claims, sends with `concurrency` in flight and at most
+/// `rate`, and settles each outcome. `build` makes a row's message (called just before
+/// its claim, so the messages of a large edition are never all in memory).
+pub async fn deliver<E: std::error::Error + 'static>(
     store: &mut Store,
     transport: &Transport,
-    copies: Vec<(PendingDelivery, Outgoing)>,
-    mut now: impl FnMut() -> DateTime<Utc>,
-) -> Result<Tally, LedgerError> {
+    rows: Vec<PendingDelivery>,
+    mut build: impl FnMut(&PendingDelivery) -> Result<Outgoing, E>,
+    pacing: &Pacing,
+    progress: &dyn Fn(usize),
+) -> Result<Tally, DeliverError<E>> {
+    let limiter = pacing.rate.and_then(|r| {
+        let period = r.per / r.count.max(1);
+        Quota::with_period(period).map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
+    });
+    let concurrency = pacing.concurrency.max(1);
     let mut tally = Tally::default();
-    for (row, msg) in copies {
-        store.mark_sending(row.id, &msg.message_id)?;
-        match transport.send(&msg).await {
-            Ok(reply) => {
-                store.mark_sent(row.id, now(), &reply)?;
-                tracing::debug!(to = %row.subscriber.email, message_id = %msg.message_id, "Delivered.");
-                tally.sent += 1;
+    let mut settle: Vec<Outcome> = Vec::new();
+    let mut in_flight: JoinSet<(PendingDelivery, Result<String, SendError>)> = JoinSet::new();
+    let mut queue = rows.into_iter();
+    let mut done = 0usize;
+    loop {
+        // Fill free slots: build, pace, then claim the whole batch in one commit that
+        // also settles whatever finished since the last one.
+        let mut batch: Vec<(PendingDelivery, Outgoing)> = Vec::new();
+        while in_flight.len() + batch.len() < concurrency {
+            let Some(row) = queue.next() else { break };
+            if row.subscriber.status != "active" {
+                settle.push(Outcome::Suppressed {
+                    id: row.id,
+                    reason: format!("subscriber is {}", row.subscriber.status),
+                });
+                tally.suppressed += 1;
+                continue;
             }
-            Err(e) if e.is_transient() => {
-                store.mark_unsent(row.id, "deferred", &e.to_string())?;
-                tracing::warn!(to = %row.subscriber.email, error = %e, "Deferred; will retry on the next send.");
-                tally.deferred += 1;
+            let msg = match build(&row) {
+                Ok(m) => m,
+                Err(e) => {
+                    drain(&mut in_flight, &mut settle, &mut tally, pacing).await;
+                    store.step(&settle, &[], claimant())?;
+                    return Err(DeliverError::Build(e));
+                }
+            };
+            if let Some(l) = &limiter {
+                l.until_ready().await;
             }
-            Err(e) => {
-                store.mark_unsent(row.id, "failed", &e.to_string())?;
-                tracing::error!(to = %row.subscriber.email, error = %e, "Delivery failed.");
-                tally
-                    .failed
-                    .push((row.subscriber.email.clone(), e.to_string()));
+            batch.push((row, msg));
+            if limiter.is_some() {
+                // Paced sending claims one at a time so claims follow the rate.
+                break;
+            }
+        }
+        if !batch.is_empty() || !settle.is_empty() {
+            let claims: Vec<Claim> = batch
+                .iter()
+                .map(|(row, msg)| Claim {
+                    id: row.id,
+                    message_id: msg.message_id.clone(),
+                })
+                .collect();
+            let claimed = store.step(&settle, &claims, claimant())?;
+            done += settle.len();
+            settle.clear();
+            progress(done);
+            for ((row, msg), ok) in batch.into_iter().zip(claimed) {
+                if !ok {
+                    // Another process settled this row meanwhile: never send it twice.
+                    continue;
+                }
+                let t = transport.clone();
+                in_flight.spawn(async move {
+                    let r = t.send(&msg).await;
+                    (row, r)
+                });
+            }
+        }
+        if in_flight.is_empty() {
+            if queue.len() == 0 {
+                break;
+            }
+            continue;
+        }
+        if in_flight.len() >= concurrency || queue.len() == 0 || limiter.is_some() {
+            if let Some(joined) = in_flight.join_next().await {
+                record(joined, &mut settle, &mut tally, pacing);
+            }
+            while let Some(joined) = in_flight.try_join_next() {
+                record(joined, &mut settle, &mut tally, pacing);
             }
         }
     }
+    store.step(&settle, &[], claimant())?;
+    done += settle.len();
+    progress(done);
     Ok(tally)
+}
+
+async fn drain(
+    in_flight: &mut JoinSet<(PendingDelivery, Result<String, SendError>)>,
+    settle: &mut Vec<Outcome>,
+    tally: &mut Tally,
+    pacing: &Pacing,
+) {
+    while let Some(joined) = in_flight.join_next().await {
+        record(joined, settle, tally, pacing);
+    }
+}
+
+fn record(
+    joined: Result<(PendingDelivery, Result<String, SendError>), tokio::task::JoinError>,
+    settle: &mut Vec<Outcome>,
+    tally: &mut Tally,
+    pacing: &Pacing,
+) {
+    let Ok((row, result)) = joined else {
+        // A send task panicked: its row stays `sending` under our claim and is retried
+        // by the next run, like any in-flight message after a crash.
+        tracing::error!("A delivery task stopped unexpectedly.");
+        return;
+    };
+    let now: DateTime<Utc> = crate::time::now();
+    let attempt = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
+    let email = row.subscriber.email.clone();
+    settle.push(match result {
+        Ok(reply) => {
+            tally.sent += 1;
+            tracing::debug!(to = %email, reply = %reply, "Delivered.");
+            Outcome::Sent { id: row.id, at: now, reply }
+        }
+        Err(e) if e.is_bounce() => {
+            tally.failed.push((email.clone(), e.to_string()));
+            tally.bounced += 1;
+            tracing::warn!(to = %email, error = %e, "Address does not exist; marked bounced.");
+            Outcome::Bounced {
+                id: row.id,
+                subscriber_id: row.subscriber.id,
+                reply: e.to_string(),
+                at: now,
+            }
+        }
+        Err(e) if e.is_transient() && attempt < pacing.max_attempts => {
+            let wait = backoff(pacing.retry_base, attempt);
+            tally.deferred += 1;
+            tracing::warn!(to = %email, attempt, retry_in_ms = wait.as_millis() as u64, error = %e, "Deferred.");
+            Outcome::Deferred {
+                id: row.id,
+                reply: e.to_string(),
+                next_at: now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
+            }
+        }
+        Err(e) => {
+            tally.failed.push((email.clone(), e.to_string()));
+            tracing::error!(to = %email, attempt, error = %e, "Delivery failed.");
+            Outcome::Failed {
+                id: row.id,
+                reply: e.to_string(),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter() {
+        let base = Duration::from_secs(10);
+        for attempt in 1..=4 {
+            let d = backoff(base, attempt);
+            let nominal = base * 2u32.pow(attempt - 1);
+            assert!(
+                d >= nominal.mul_f64(0.75) && d <= nominal.mul_f64(1.25),
+                "{attempt}: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn our_own_claims_are_alive_and_garbage_is_dead() {
+        assert!(!claim_is_dead(claimant()));
+        assert!(claim_is_dead(&format!("{}:other", std::process::id())));
+        assert!(claim_is_dead("nonsense"));
+        assert!(claim_is_dead("4194304999:x"), "no such pid");
+    }
 }

@@ -1,13 +1,23 @@
-//! Where messages go. The outbox writes one .eml per message; preview writes the .eml
-//! with its HTML and text parts beside it; a dry run writes nothing.
+//! Where messages go: an SMTP relay through lettre's pooled async transport, the outbox
+//! (one .eml per message), a preview folder (.eml, .html, .txt), or nowhere (dry run).
 
 use std::path::{Path, PathBuf};
 
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
 use super::message::Outgoing;
+use crate::config::{SmtpSettings, TlsMode, TransportConfig};
 
 /// A destination for finished messages.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Transport {
+    /// An SMTP relay.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
     /// One `<digest>-<edition>-<hash>.eml` per message in a directory.
     Outbox(PathBuf),
     /// The .eml plus `.html` and `.txt` parts, for inspection.
@@ -17,34 +27,127 @@ pub enum Transport {
 }
 
 /// A message could not be handed over.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
     /// Writing a file failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {reason}")]
     Write {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        reason: String,
+        /// Worth retrying (a full disk may be cleared; permissions will not fix themselves).
+        transient: bool,
+    },
+    /// The SMTP server refused the message or the connection failed.
+    #[error("{reason}")]
+    Smtp {
+        /// What happened, with the server's reply when there was one.
+        reason: String,
+        /// A 4xx reply, a timeout or a dropped connection: retry later.
+        transient: bool,
+        /// A 5.1.x "bad destination mailbox" reply: the address does not exist.
+        bounce: bool,
+    },
+    /// The SMTP transport could not be set up.
+    #[error("cannot set up SMTP to {host}: {reason}")]
+    Setup {
+        /// The relay.
+        host: String,
+        /// Why.
+        reason: String,
     },
 }
 
 impl SendError {
-    /// Worth retrying later (a full disk may be cleared; permissions will not fix themselves).
+    /// Worth retrying later.
     pub fn is_transient(&self) -> bool {
         match self {
-            SendError::Write { source, .. } => !matches!(
-                source.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput
-            ),
+            SendError::Write { transient, .. } | SendError::Smtp { transient, .. } => *transient,
+            SendError::Setup { .. } => false,
         }
+    }
+
+    /// The recipient address does not exist (RFC 3463 5.1.x).
+    pub fn is_bounce(&self) -> bool {
+        matches!(self, SendError::Smtp { bounce: true, .. })
     }
 }
 
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// Classifies a lettre SMTP error the way RFC 5321 does: 5xx is permanent, everything
+/// else (4xx, timeouts, resets, a connection closed mid-transaction) is transient.
+fn classify(e: &lettre::transport::smtp::Error) -> SendError {
+    let reason = chain(e);
+    let permanent = e.is_permanent() || e.is_client();
+    // Enhanced status 5.1.x (RFC 3463): bad destination mailbox address.
+    let bounce = e.is_permanent() && is_bad_mailbox(&reason);
+    SendError::Smtp {
+        reason,
+        transient: !permanent,
+        bounce,
+    }
+}
+
+/// Whether a reply carries enhanced status 5.1.x (RFC 3463): bad destination mailbox.
+fn is_bad_mailbox(text: &str) -> bool {
+    text.match_indices("5.1.").any(|(i, _)| {
+        text[i + 4..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+            && (i == 0 || !text[..i].ends_with(|c: char| c.is_ascii_digit() || c == '.'))
+    })
+}
+
 impl Transport {
-    /// Hands one message over; returns a short description of where it went.
+    /// Builds the configured transport; SMTP gets a pool of `concurrency` connections.
+    pub fn from_config(
+        config: &TransportConfig,
+        concurrency: usize,
+    ) -> Result<Transport, SendError> {
+        match config {
+            TransportConfig::Outbox { dir } => Ok(Transport::Outbox(dir.clone())),
+            TransportConfig::Smtp(s) => smtp(s, concurrency).map(Transport::Smtp),
+        }
+    }
+
+    /// Hands one message over; returns the server's reply or where it went.
     pub async fn send(&self, msg: &Outgoing) -> Result<String, SendError> {
         match self {
+            Transport::Smtp(t) => {
+                let envelope = Envelope::new(
+                    Some(msg.envelope_from.clone()),
+                    vec![msg.envelope_to.clone()],
+                )
+                .map_err(|e| SendError::Smtp {
+                    reason: e.to_string(),
+                    transient: false,
+                    bounce: false,
+                })?;
+                let response = t
+                    .send_raw(&envelope, &msg.raw)
+                    .await
+                    .map_err(|e| classify(&e))?;
+                Ok(format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                ))
+            }
             Transport::Outbox(dir) => {
                 let path = dir.join(format!("{}.eml", msg.file_stem));
                 write_atomically(dir, &path, &msg.raw).await?;
@@ -67,12 +170,56 @@ impl Transport {
     }
 }
 
+fn smtp(
+    s: &SmtpSettings,
+    concurrency: usize,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
+    // rustls is built without a bundled provider; ring needs no extra toolchain.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let setup = |reason: String| SendError::Setup {
+        host: s.host.clone(),
+        reason,
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.clone())
+        .port(s.port)
+        .timeout(Some(s.timeout))
+        .pool_config(
+            PoolConfig::new()
+                .max_size(u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX))
+                .idle_timeout(std::time::Duration::from_secs(60)),
+        );
+    if s.tls != TlsMode::None {
+        let mut params = TlsParameters::builder(s.host.clone());
+        if let Some(pem) = &s.ca_pem {
+            let cert = Certificate::from_pem(pem)
+                .map_err(|e| setup(format!("`ca_file` is not a PEM certificate: {e}")))?;
+            params = params.add_root_certificate(cert);
+        }
+        let params = params.build_rustls().map_err(|e| setup(chain(&e)))?;
+        builder = builder.tls(match s.tls {
+            TlsMode::Tls => Tls::Wrapper(params),
+            _ => Tls::Required(params),
+        });
+    }
+    if let Some(helo) = &s.helo {
+        builder = builder.hello_name(ClientId::Domain(helo.clone()));
+    }
+    if let (Some(user), Some(password)) = (&s.username, &s.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+    }
+    Ok(builder.build())
+}
+
 /// Writes through a temporary file and a rename, so a crash never leaves half a message
 /// where a reader (or a relay picking up the outbox) would take it for a whole one.
 async fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), SendError> {
-    let err = |source| SendError::Write {
+    let err = |source: std::io::Error| SendError::Write {
         path: path.to_owned(),
-        source,
+        reason: source.to_string(),
+        transient: !matches!(
+            source.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput
+        ),
     };
     tokio::fs::create_dir_all(dir).await.map_err(err)?;
     let name = path
@@ -88,4 +235,21 @@ async fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), S
         tokio::fs::rename(&tmp, path).await
     };
     file.await.map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounces_are_5_1_x_only() {
+        let is_bounce = is_bad_mailbox;
+        assert!(is_bounce(
+            "permanent error (550): 5.1.1 <x@y>: Recipient address rejected"
+        ));
+        assert!(!is_bounce(
+            "permanent error (554): 5.7.1 Relay access denied"
+        ));
+        assert!(!is_bounce("permanent error (552): 15.1.1 odd"));
+    }
 }

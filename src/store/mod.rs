@@ -14,7 +14,11 @@ use crate::config;
 use crate::source::http::Validators;
 use crate::source::{Essay, Gathered, Reply};
 
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema2.sql"),
+    include_str!("schema3.sql"),
+];
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +145,63 @@ pub struct PendingDelivery {
     pub subscriber: SubscriberRow,
 }
 
+/// The result of one delivery attempt, for [`Store::step`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The transport accepted it.
+    Sent {
+        /// Delivery row.
+        id: i64,
+        /// When.
+        at: DateTime<Utc>,
+        /// The server's reply or where it was written.
+        reply: String,
+    },
+    /// A transient failure: try again at `next_at`.
+    Deferred {
+        /// Delivery row.
+        id: i64,
+        /// The server's reply.
+        reply: String,
+        /// When to retry.
+        next_at: DateTime<Utc>,
+    },
+    /// A permanent failure, or transient ones past the attempt limit.
+    Failed {
+        /// Delivery row.
+        id: i64,
+        /// The server's reply.
+        reply: String,
+    },
+    /// "No such user": failed, and the subscriber is marked bounced.
+    Bounced {
+        /// Delivery row.
+        id: i64,
+        /// The subscriber.
+        subscriber_id: i64,
+        /// The server's reply.
+        reply: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Not sent because the subscriber left or bounced meanwhile.
+    Suppressed {
+        /// Delivery row.
+        id: i64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A delivery about to be handed to the transport.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// Delivery row.
+    pub id: i64,
+    /// The Message-ID it will carry.
+    pub message_id: String,
+}
+
 /// What the new edition consists of, as decided by the edition stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEdition {
@@ -221,7 +282,9 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        // FULL: a delivery marked in flight or sent survives power loss, not only a
+        // process crash (ARCHITECTURE.md, "Durability and speed of the ledger").
+        conn.pragma_update(None, "synchronous", "FULL")
             .map_err(wrap)?;
         let mut store = Store { conn };
         store.migrate(path)?;
@@ -682,57 +745,138 @@ impl Store {
         Ok((essays, replies))
     }
 
-    /// Deliveries of an edition that still have to go out (pending, deferred, or left
-    /// `sending` by a process that died), in address order.
-    pub fn pending_deliveries(&self, edition_id: i64) -> Result<Vec<PendingDelivery>> {
+    /// Deliveries of an edition that are owed now: pending, deferred and due, or left
+    /// `sending` by a process that `is_dead` says is gone. In address order.
+    pub fn pending_deliveries(
+        &self,
+        edition_id: i64,
+        now: DateTime<Utc>,
+        is_dead: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<PendingDelivery>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.id, d.attempts, s.id, s.email, s.name, s.timezone, s.status
+            "SELECT d.id, d.attempts, s.id, s.email, s.name, s.timezone, s.status, d.status, d.claimed_by
              FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id
-             WHERE d.edition_id = ?1 AND d.status IN ('pending', 'deferred', 'sending')
+             WHERE d.edition_id = ?1 AND (d.status = 'pending'
+                OR (d.status = 'deferred' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?2))
+                OR d.status = 'sending')
              ORDER BY s.email",
         )?;
-        let rows = stmt.query_map([edition_id], |r| {
-            Ok(PendingDelivery {
-                id: r.get(0)?,
-                attempts: r.get(1)?,
-                subscriber: SubscriberRow {
-                    id: r.get(2)?,
-                    email: r.get(3)?,
-                    name: r.get(4)?,
-                    timezone: r.get(5)?,
-                    status: r.get(6)?,
+        let rows = stmt.query_map(params![edition_id, ts(now)], |r| {
+            Ok((
+                PendingDelivery {
+                    id: r.get(0)?,
+                    attempts: r.get(1)?,
+                    subscriber: SubscriberRow {
+                        id: r.get(2)?,
+                        email: r.get(3)?,
+                        name: r.get(4)?,
+                        timezone: r.get(5)?,
+                        status: r.get(6)?,
+                    },
                 },
-            })
+                r.get::<_, String>(7)?,
+                r.get::<_, Option<String>>(8)?,
+            ))
         })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        let mut out = Vec::new();
+        for row in rows {
+            let (pending, status, claimed_by) = row?;
+            if status == "sending" && !claimed_by.as_deref().is_none_or(is_dead) {
+                continue;
+            }
+            out.push(pending);
+        }
+        Ok(out)
     }
 
-    /// Marks a delivery in flight, before the message is handed to the transport.
-    pub fn mark_sending(&mut self, delivery_id: i64, message_id: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE delivery SET status = 'sending', attempts = attempts + 1, message_id = ?2
-             WHERE id = ?1 AND status IN ('pending', 'deferred', 'sending')",
-            params![delivery_id, message_id],
+    /// How many deliveries of an edition have this status.
+    pub fn count_deliveries(&self, edition_id: i64, status: &str) -> Result<usize> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM delivery WHERE edition_id = ?1 AND status = ?2",
+            params![edition_id, status],
+            |r| r.get(0),
         )?;
-        Ok(())
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
-    /// Marks a delivery sent, after the transport accepted it.
-    pub fn mark_sent(&mut self, delivery_id: i64, now: DateTime<Utc>, reply: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE delivery SET status = 'sent', sent_at = ?2, last_reply = ?3, next_attempt_at = NULL WHERE id = ?1",
-            params![delivery_id, ts(now), reply],
+    /// When the earliest deferred delivery of an edition comes due.
+    pub fn next_deferred_at(&self, edition_id: i64) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<String> = self.conn.query_row(
+            "SELECT MIN(next_attempt_at) FROM delivery WHERE edition_id = ?1 AND status = 'deferred'",
+            [edition_id],
+            |r| r.get(0),
         )?;
-        Ok(())
+        opt_ts(next)
     }
 
-    /// Records a failed attempt: `deferred` (retry later) or `failed` / `suppressed` (final).
-    pub fn mark_unsent(&mut self, delivery_id: i64, status: &str, reply: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE delivery SET status = ?2, last_reply = ?3 WHERE id = ?1",
-            params![delivery_id, status, reply],
-        )?;
-        Ok(())
+    /// Records finished attempts and claims the next deliveries, in one durable
+    /// transaction. A claim marks the row in flight (attempts + 1) before the transport
+    /// sees it; it is refused (`false`) if another process settled the row meanwhile.
+    pub fn step(
+        &mut self,
+        settle: &[Outcome],
+        claims: &[Claim],
+        claimant: &str,
+    ) -> Result<Vec<bool>> {
+        if settle.is_empty() && claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut sent = tx.prepare_cached(
+                "UPDATE delivery SET status = 'sent', sent_at = ?2, last_reply = ?3, next_attempt_at = NULL, claimed_by = NULL WHERE id = ?1",
+            )?;
+            let mut unsent = tx.prepare_cached(
+                "UPDATE delivery SET status = ?2, last_reply = ?3, next_attempt_at = ?4, claimed_by = NULL WHERE id = ?1",
+            )?;
+            let mut bounce = tx.prepare_cached(
+                "UPDATE subscriber SET status = 'bounced', changed_at = ?2 WHERE id = ?1 AND status = 'active'",
+            )?;
+            for o in settle {
+                match o {
+                    Outcome::Sent { id, at, reply } => {
+                        sent.execute(params![id, ts(*at), reply])?;
+                    }
+                    Outcome::Deferred { id, reply, next_at } => {
+                        unsent.execute(params![id, "deferred", reply, ts(*next_at)])?;
+                    }
+                    Outcome::Failed { id, reply } => {
+                        unsent.execute(params![id, "failed", reply, Option::<String>::None])?;
+                    }
+                    Outcome::Bounced {
+                        id,
+                        subscriber_id,
+                        reply,
+                        at,
+                    } => {
+                        unsent.execute(params![id, "failed", reply, Option::<String>::None])?;
+                        bounce.execute(params![subscriber_id, ts(*at)])?;
+                    }
+                    Outcome::Suppressed { id, reason } => {
+                        unsent.execute(params![
+                            id,
+                            "suppressed",
+                            reason,
+                            Option::<String>::None
+                        ])?;
+                    }
+                }
+            }
+        }
+        let mut claimed = Vec::with_capacity(claims.len());
+        {
+            let mut claim = tx.prepare_cached(
+                "UPDATE delivery SET status = 'sending', attempts = attempts + 1, message_id = ?2, claimed_by = ?3
+                 WHERE id = ?1 AND status IN ('pending', 'deferred', 'sending')",
+            )?;
+            for c in claims {
+                claimed.push(claim.execute(params![c.id, c.message_id, claimant])? == 1);
+            }
+        }
+        tx.commit()?;
+        Ok(claimed)
     }
 
     /// Marks an edition finished once no delivery is left pending, in flight or deferred.
