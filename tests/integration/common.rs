@@ -65,8 +65,14 @@ impl Site {
     }
 
     pub fn gazette(&self, args: &[&str]) -> Run {
+        self.gazette_env(args, &[])
+    }
+
+    /// Runs the binary with extra environment variables.
+    pub fn gazette_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(self.dir.path())
             .env_remove("GAZETTE_LOG")
             .output()

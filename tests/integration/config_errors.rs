@@ -180,7 +180,13 @@ fn the_shipped_configs_commented_examples_are_valid_too() {
         "the examples were found"
     );
     site.write("config.toml", &uncommented.join("\n"));
-    let run = site.gazette(&["check"]);
+    // The examples name a DKIM key file and a password variable; supply both.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dkim/rsa.pem"),
+        site.path("dkim.pem"),
+    )
+    .unwrap();
+    let run = site.gazette_env(&["check"], &[("GAZETTE_SMTP_PASSWORD", "example")]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout.contains("3 sources, 2 digests, 3 subscribers"),

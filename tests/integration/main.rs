@@ -5,4 +5,6 @@ mod common;
 mod config_errors;
 mod render;
 mod send;
+mod smtp;
+mod smtp_support;
 mod web;
