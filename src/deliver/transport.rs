@@ -16,8 +16,8 @@ use crate::config::{SmtpSettings, TlsMode, TransportConfig};
 /// A destination for finished messages.
 #[derive(Clone)]
 pub enum Transport {
-    /// An SMTP relay.
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// An SMTP relay, and the most one transaction may take.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>, std::time::Duration),
     /// One `<digest>-<edition>-<hash>.eml` per message in a directory.
     Outbox(PathBuf),
     /// The .eml plus `.html` and `.txt` parts, for inspection.
@@ -121,14 +121,14 @@ impl Transport {
     ) -> Result<Transport, SendError> {
         match config {
             TransportConfig::Outbox { dir } => Ok(Transport::Outbox(dir.clone())),
-            TransportConfig::Smtp(s) => smtp(s, concurrency).map(Transport::Smtp),
+            TransportConfig::Smtp(s) => smtp(s, concurrency).map(|t| Transport::Smtp(t, s.timeout)),
         }
     }
 
     /// Hands one message over; returns the server's reply or where it went.
     pub async fn send(&self, msg: &Outgoing) -> Result<String, SendError> {
         match self {
-            Transport::Smtp(t) => {
+            Transport::Smtp(t, limit) => {
                 let envelope = Envelope::new(
                     Some(msg.envelope_from.clone()),
                     vec![msg.envelope_to.clone()],
@@ -138,9 +138,17 @@ impl Transport {
                     transient: false,
                     bounce: false,
                 })?;
-                let response = t
-                    .send_raw(&envelope, &msg.raw)
+                // lettre's own timeout does not cover a server that stops answering in
+                // the middle of a transaction; bound the whole transaction here.
+                let response = tokio::time::timeout(*limit, t.send_raw(&envelope, &msg.raw))
                     .await
+                    .map_err(|_| SendError::Smtp {
+                        reason: format!(
+                            "the server did not finish the transaction within {limit:?} (timed out)"
+                        ),
+                        transient: true,
+                        bounce: false,
+                    })?
                     .map_err(|e| classify(&e))?;
                 Ok(format!(
                     "{} {}",

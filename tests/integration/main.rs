@@ -6,5 +6,6 @@ mod config_errors;
 mod render;
 mod send;
 mod smtp;
+mod smtp_faults;
 mod smtp_support;
 mod web;

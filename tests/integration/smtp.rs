@@ -11,6 +11,11 @@ use crate::smtp_support::{dkim_verify, CaptureServer};
 /// A copy of the shipped publication delivering over SMTP to `server`, with `n`
 /// subscribers of the essays digest (`sub00@example.org`, …) instead of the shipped ones.
 pub fn smtp_site(server: &CaptureServer, smtp_extra: &str, delivery_extra: &str, n: usize) -> Site {
+    smtp_site_on_port(server.port, smtp_extra, delivery_extra, n)
+}
+
+/// The same, for any SMTP server on a loopback port.
+pub fn smtp_site_on_port(port: u16, smtp_extra: &str, delivery_extra: &str, n: usize) -> Site {
     let site = Site::new();
     let cfg = site.read("config.toml");
     let start = cfg.find("[delivery]").unwrap();
@@ -19,8 +24,7 @@ pub fn smtp_site(server: &CaptureServer, smtp_extra: &str, delivery_extra: &str,
     let mut out = String::new();
     out.push_str(&cfg[..start]);
     out.push_str(&format!(
-        "[delivery]\ntransport = \"smtp\"\nretry_base = \"100ms\"\n{delivery_extra}\n\n[delivery.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"5s\"\n{smtp_extra}\n",
-        server.port
+        "[delivery]\ntransport = \"smtp\"\nretry_base = \"100ms\"\n{delivery_extra}\n\n[delivery.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout = \"5s\"\n{smtp_extra}\n"
     ));
     out.push_str(&cfg[end..subs]);
     for i in 0..n {
