@@ -25,16 +25,18 @@ enum Fault {
     StallOnce,
 }
 
+/// (recipient, message) of every message answered 250.
+type Accepted = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 struct FakeSmtp {
     port: u16,
-    /// (recipient, message) of every message answered 250.
-    accepted: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    accepted: Accepted,
 }
 
 async fn start(fault: Fault) -> FakeSmtp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let accepted: Accepted = Arc::new(Mutex::new(Vec::new()));
     let data_count = Arc::new(AtomicUsize::new(0));
     let acc = accepted.clone();
     tokio::spawn(async move {
