@@ -6,6 +6,7 @@ mod config_errors;
 mod render;
 mod send;
 mod smtp;
+mod smtp_crash;
 mod smtp_faults;
 mod smtp_support;
 mod web;
