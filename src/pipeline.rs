@@ -293,9 +293,7 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         report.gathered = gather(config, &mut store, gathered_at).await?;
     }
     let transport = match &opts.mode {
-        Mode::Deliver | Mode::TestTo(_) => {
-            Transport::from_config(&config.delivery.transport, config.delivery.concurrency)?
-        }
+        Mode::Deliver | Mode::TestTo(_) => Transport::from_config(&config.delivery.transport)?,
         Mode::DryRun => Transport::DryRun,
         Mode::Preview(dir) => Transport::Preview(dir.clone()),
     };
@@ -335,6 +333,29 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         }
     }
     Ok(report)
+}
+
+/// The parts of a [`MessageContext`] that are built per subscriber.
+struct OwnedContext<'v> {
+    site: SiteInfo,
+    digest: DigestInfo,
+    edition: EditionInfo,
+    subscriber: SubscriberInfo,
+    view: &'v DigestView,
+    unsubscribe_url: String,
+}
+
+impl OwnedContext<'_> {
+    fn borrow(&self) -> MessageContext<'_> {
+        MessageContext {
+            site: &self.site,
+            digest: &self.digest,
+            edition: &self.edition,
+            subscriber: self.subscriber.clone(),
+            view: self.view,
+            unsubscribe_url: self.unsubscribe_url.clone(),
+        }
+    }
 }
 
 struct Run<'a> {
@@ -379,7 +400,7 @@ impl Run<'_> {
         // here, with nothing recorded and nothing sent. Copies are rendered again, one
         // at a time, as they are sent, so a large edition is never all in memory.
         for s in &subscribers {
-            self.render_one(digest, number, at, &view, s)?;
+            self.check_one(digest, number, at, &view, s)?;
         }
         let created = store.create_edition(
             &NewEdition {
@@ -438,7 +459,7 @@ impl Run<'_> {
                 let subscribers: Vec<SubscriberRow> =
                     rows.iter().map(|r| r.subscriber.clone()).collect();
                 for s in &subscribers {
-                    self.render_one(digest, ed.number, ed.scheduled_for, view, s)?;
+                    self.check_one(digest, ed.number, ed.scheduled_for, view, s)?;
                 }
                 self.progress.start(&digest.name, ed.number, rows.len());
                 let result = deliver::deliver(
@@ -537,26 +558,38 @@ impl Run<'_> {
         Ok(edition::compose(sel, &parents))
     }
 
-    /// Renders and builds one subscriber's message.
-    fn render_one(
+    /// Runs one subscriber's templates (no CSS inlining, no message): the pre-flight.
+    fn check_one(
         &self,
         digest: &Digest,
         number: i64,
         at: DateTime<Utc>,
         view: &DigestView,
         s: &SubscriberRow,
-    ) -> Result<Outgoing, PipelineError> {
+    ) -> Result<(), PipelineError> {
+        let ctx = self.context(digest, number, at, view, s);
+        Ok(self.renderer.check(digest, &ctx.borrow())?)
+    }
+
+    fn context<'v>(
+        &self,
+        digest: &Digest,
+        number: i64,
+        at: DateTime<Utc>,
+        view: &'v DigestView,
+        s: &SubscriberRow,
+    ) -> OwnedContext<'v> {
         let site = &self.config.site;
-        let ctx = MessageContext {
-            site: &SiteInfo {
+        OwnedContext {
+            site: SiteInfo {
                 name: site.name.clone(),
                 base_url: site.base_url.clone(),
             },
-            digest: &DigestInfo {
+            digest: DigestInfo {
                 name: digest.name.clone(),
                 title: digest.title.clone(),
             },
-            edition: &EditionInfo {
+            edition: EditionInfo {
                 number,
                 date: store::ts(at),
             },
@@ -570,8 +603,21 @@ impl Run<'_> {
             },
             view,
             unsubscribe_url: deliver::unsubscribe_mailto(site, digest),
-        };
-        let body = self.renderer.render(digest, &ctx)?;
+        }
+    }
+
+    /// Renders and builds one subscriber's message.
+    fn render_one(
+        &self,
+        digest: &Digest,
+        number: i64,
+        at: DateTime<Utc>,
+        view: &DigestView,
+        s: &SubscriberRow,
+    ) -> Result<Outgoing, PipelineError> {
+        let site = &self.config.site;
+        let owned = self.context(digest, number, at, view, s);
+        let body = self.renderer.render(digest, &owned.borrow())?;
         let id = deliver::message_id(&digest.name, number, &s.email, site.from.email.domain());
         let hash = id
             .trim_start_matches('<')

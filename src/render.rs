@@ -193,6 +193,30 @@ impl Renderer {
         &self.dir
     }
 
+    /// Runs the templates for one message without inlining CSS: the pre-flight check
+    /// that every copy of an edition renders before the first is sent.
+    pub fn check(&self, digest: &Digest, ctx: &MessageContext<'_>) -> Result<(), RenderError> {
+        let context = Context::from_serialize(ctx).map_err(|e| RenderError::Render {
+            digest: digest.name.clone(),
+            template: "(context)".into(),
+            chain: chain(&e),
+        })?;
+        for name in [
+            subject_name(&digest.name),
+            format!("{}/digest.html", digest.template),
+            format!("{}/digest.txt", digest.template),
+        ] {
+            self.tera
+                .render(&name, &context)
+                .map_err(|e| RenderError::Render {
+                    digest: digest.name.clone(),
+                    template: name.clone(),
+                    chain: chain(&e),
+                })?;
+        }
+        Ok(())
+    }
+
     /// Renders one message.
     pub fn render(
         &self,

@@ -8,6 +8,7 @@
 //! crash only those can go out twice — with the same Message-ID.
 
 mod message;
+mod smtp;
 mod transport;
 
 pub use message::{

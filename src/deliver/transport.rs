@@ -3,21 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use std::sync::Arc;
 
 use super::message::Outgoing;
-use crate::config::{SmtpSettings, TlsMode, TransportConfig};
+use super::smtp::SmtpPool;
+use crate::config::TransportConfig;
 
 /// A destination for finished messages.
 #[derive(Clone)]
 pub enum Transport {
     /// An SMTP relay, and the most one transaction may take.
-    Smtp(AsyncSmtpTransport<Tokio1Executor>, std::time::Duration),
+    Smtp(Arc<SmtpPool>, std::time::Duration),
     /// One `<digest>-<edition>-<hash>.eml` per message in a directory.
     Outbox(PathBuf),
     /// The .eml plus `.html` and `.txt` parts, for inspection.
@@ -114,47 +110,41 @@ fn is_bad_mailbox(text: &str) -> bool {
 }
 
 impl Transport {
-    /// Builds the configured transport; SMTP gets a pool of `concurrency` connections.
-    pub fn from_config(
-        config: &TransportConfig,
-        concurrency: usize,
-    ) -> Result<Transport, SendError> {
+    /// Builds the configured transport; SMTP connections open on first use.
+    pub fn from_config(config: &TransportConfig) -> Result<Transport, SendError> {
         match config {
             TransportConfig::Outbox { dir } => Ok(Transport::Outbox(dir.clone())),
-            TransportConfig::Smtp(s) => smtp(s, concurrency).map(|t| Transport::Smtp(t, s.timeout)),
+            TransportConfig::Smtp(s) => {
+                // rustls is built without a bundled provider; ring needs no extra toolchain.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let pool = SmtpPool::new(s).map_err(|reason| SendError::Setup {
+                    host: s.host.clone(),
+                    reason,
+                })?;
+                Ok(Transport::Smtp(Arc::new(pool), s.timeout))
+            }
         }
     }
 
     /// Hands one message over; returns the server's reply or where it went.
     pub async fn send(&self, msg: &Outgoing) -> Result<String, SendError> {
         match self {
-            Transport::Smtp(t, limit) => {
-                let envelope = Envelope::new(
-                    Some(msg.envelope_from.clone()),
-                    vec![msg.envelope_to.clone()],
+            Transport::Smtp(pool, limit) => {
+                // Bound the whole transaction: a server that stops answering mid-way
+                // must not hang the send.
+                tokio::time::timeout(
+                    *limit,
+                    pool.send(&msg.envelope_from, &msg.envelope_to, &msg.raw),
                 )
-                .map_err(|e| SendError::Smtp {
-                    reason: e.to_string(),
-                    transient: false,
+                .await
+                .map_err(|_| SendError::Smtp {
+                    reason: format!(
+                        "the server did not finish the transaction within {limit:?} (timed out)"
+                    ),
+                    transient: true,
                     bounce: false,
-                })?;
-                // lettre's own timeout does not cover a server that stops answering in
-                // the middle of a transaction; bound the whole transaction here.
-                let response = tokio::time::timeout(*limit, t.send_raw(&envelope, &msg.raw))
-                    .await
-                    .map_err(|_| SendError::Smtp {
-                        reason: format!(
-                            "the server did not finish the transaction within {limit:?} (timed out)"
-                        ),
-                        transient: true,
-                        bounce: false,
-                    })?
-                    .map_err(|e| classify(&e))?;
-                Ok(format!(
-                    "{} {}",
-                    response.code(),
-                    response.message().collect::<Vec<_>>().join(" ")
-                ))
+                })?
+                .map_err(|e| classify(&e))
             }
             Transport::Outbox(dir) => {
                 let path = dir.join(format!("{}.eml", msg.file_stem));
@@ -176,46 +166,6 @@ impl Transport {
             Transport::DryRun => Ok("dry run".into()),
         }
     }
-}
-
-fn smtp(
-    s: &SmtpSettings,
-    concurrency: usize,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
-    // rustls is built without a bundled provider; ring needs no extra toolchain.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let setup = |reason: String| SendError::Setup {
-        host: s.host.clone(),
-        reason,
-    };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.clone())
-        .port(s.port)
-        .timeout(Some(s.timeout))
-        .pool_config(
-            PoolConfig::new()
-                .max_size(u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX))
-                .idle_timeout(std::time::Duration::from_secs(60)),
-        );
-    if s.tls != TlsMode::None {
-        let mut params = TlsParameters::builder(s.host.clone());
-        if let Some(pem) = &s.ca_pem {
-            let cert = Certificate::from_pem(pem)
-                .map_err(|e| setup(format!("`ca_file` is not a PEM certificate: {e}")))?;
-            params = params.add_root_certificate(cert);
-        }
-        let params = params.build_rustls().map_err(|e| setup(chain(&e)))?;
-        builder = builder.tls(match s.tls {
-            TlsMode::Tls => Tls::Wrapper(params),
-            _ => Tls::Required(params),
-        });
-    }
-    if let Some(helo) = &s.helo {
-        builder = builder.hello_name(ClientId::Domain(helo.clone()));
-    }
-    if let (Some(user), Some(password)) = (&s.username, &s.password) {
-        builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
-    }
-    Ok(builder.build())
 }
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a message
