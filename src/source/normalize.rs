@@ -220,8 +220,38 @@ pub fn html_line(s: &str) -> String {
     crate::config::plain_line(&html_to_text(s, 10_000))
 }
 
+/// Memoises a conversion of `input`: a digest renders the same essay's excerpt once per
+/// subscriber, and HTML-to-text is most of the cost of rendering (see the benchmark).
+fn memo(kind: u8, input: &str, n: usize, compute: impl FnOnce() -> String) -> String {
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    use std::sync::{Mutex, OnceLock};
+    type Key = (u8, u64, usize, usize);
+    static CACHE: OnceLock<Mutex<HashMap<Key, String>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    input.hash(&mut h);
+    let key = (kind, h.finish(), input.len(), n);
+    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return hit;
+    }
+    let value = compute();
+    if let Ok(mut c) = cache.lock() {
+        // Bounded: a long-running daemon must not grow without limit.
+        if c.len() >= 4096 {
+            c.clear();
+        }
+        c.insert(key, value.clone());
+    }
+    value
+}
+
 /// Converts sanitised HTML to wrapped plain text for the text/plain part.
 pub fn html_to_text(input: &str, width: usize) -> String {
+    memo(0, input, width, || convert_html(input, width))
+}
+
+fn convert_html(input: &str, width: usize) -> String {
     let cut = truncate_at_char(input, MAX_TEXT_INPUT);
     html2text::config::plain()
         .string_from_read(cut.as_bytes(), width)
@@ -232,6 +262,10 @@ pub fn html_to_text(input: &str, width: usize) -> String {
 
 /// The first `words` words of some HTML's text, with an ellipsis when cut.
 pub fn excerpt(input_html: &str, words: usize) -> String {
+    memo(1, input_html, words, || cut_words(input_html, words))
+}
+
+fn cut_words(input_html: &str, words: usize) -> String {
     let text = html_to_text(input_html, 10_000);
     let all: Vec<&str> = text.split_whitespace().collect();
     if all.len() <= words {
