@@ -115,7 +115,10 @@ pub async fn deliver<E: std::error::Error + 'static>(
 ) -> Result<Tally, DeliverError<E>> {
     let limiter = pacing.rate.and_then(|r| {
         let period = r.per / r.count.max(1);
-        Quota::with_period(period).map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
+        // A small burst (2 % of the per-period count) lets a run catch up after a slow
+        // commit instead of losing that slot; over a run it adds at most that many.
+        let burst = NonZeroU32::new((r.count / 50).clamp(1, 50)).unwrap_or(NonZeroU32::MIN);
+        Quota::with_period(period).map(|q| RateLimiter::direct(q.allow_burst(burst)))
     });
     let concurrency = pacing.concurrency.max(1);
     let mut tally = Tally::default();
@@ -184,13 +187,16 @@ pub async fn deliver<E: std::error::Error + 'static>(
             }
             continue;
         }
-        if in_flight.len() >= concurrency || queue.len() == 0 || limiter.is_some() {
+        // Block for a completion only when no slot is free or nothing is left to claim;
+        // otherwise collect what has finished and go on claiming (a paced run waits in
+        // the rate limiter instead).
+        if in_flight.len() >= concurrency || queue.len() == 0 {
             if let Some(joined) = in_flight.join_next().await {
                 record(joined, &mut settle, &mut tally, pacing);
             }
-            while let Some(joined) = in_flight.try_join_next() {
-                record(joined, &mut settle, &mut tally, pacing);
-            }
+        }
+        while let Some(joined) = in_flight.try_join_next() {
+            record(joined, &mut settle, &mut tally, pacing);
         }
     }
     store.step(&settle, &[], claimant())?;

@@ -23,6 +23,9 @@ enum Fault {
     DropBeforeFinalOnce,
     /// The first DATA is read, then nothing is said for a minute.
     StallOnce,
+    /// Every connection is closed by the server right after its message is accepted, as
+    /// relays do to idle connections.
+    CloseAfterEachMessage,
 }
 
 /// (recipient, message) of every message answered 250.
@@ -96,6 +99,11 @@ async fn start(fault: Fault) -> FakeSmtp {
                             Fault::DropBeforeFinalOnce if n == 0 => return,
                             Fault::StallOnce if n == 0 => {
                                 tokio::time::sleep(Duration::from_secs(60)).await;
+                                return;
+                            }
+                            Fault::CloseAfterEachMessage => {
+                                acc.lock().unwrap().push((rcpt.clone(), data));
+                                let _ = w.write_all(b"250 2.0.0 OK queued\r\n").await;
                                 return;
                             }
                             _ => {
@@ -257,4 +265,26 @@ async fn a_stalled_server_times_out_and_the_message_is_retried() {
     );
     // Not a timing assertion on speed: only that the 60-second stall did not hold it up.
     assert!(started.elapsed() < Duration::from_secs(50));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pooled_connection_the_server_closed_is_replaced_not_a_failure() {
+    let fake = start(Fault::CloseAfterEachMessage).await;
+    let site = smtp_site_on_port(fake.port, "", "concurrency = 1", 3);
+    let run = gazette(&site, &["send", "--digest", "essays"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        recipients(&fake),
+        vec![
+            "sub00@example.org",
+            "sub01@example.org",
+            "sub02@example.org"
+        ]
+    );
+    assert!(
+        !run.stderr.contains("Deferred"),
+        "a closed idle connection is not a failure: {}",
+        run.stderr
+    );
+    assert_eq!(site.count("SELECT MAX(attempts) FROM delivery"), 1);
 }
