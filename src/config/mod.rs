@@ -430,14 +430,6 @@ impl<'t> Validator<'t> {
     }
 
     fn run(&mut self, path: &Path) -> Option<Config> {
-        let table = match DeTable::parse(self.text) {
-            Ok(t) => t,
-            Err(e) => {
-                let offset = e.span().map(|s| s.start).unwrap_or(0);
-                self.at(offset, format!("invalid TOML: {}", e.message().trim()));
-                return None;
-            }
-        };
         let de = match toml::Deserializer::parse(self.text) {
             Ok(d) => d,
             Err(e) => {
@@ -452,10 +444,18 @@ impl<'t> Validator<'t> {
             collect_path(&p, &mut segs);
             unknown.push(segs);
         });
-        for segs in &unknown {
-            let (offset, dotted) = locate(table.get_ref(), segs);
-            let hint = self.suggest(segs);
-            self.at(offset, format!("unknown key `{dotted}`{hint}"));
+        // Spans are only needed to report problems: parse them only then, so a large
+        // valid file (many subscribers) is parsed once.
+        if !unknown.is_empty() {
+            let table = DeTable::parse(self.text).ok();
+            for segs in &unknown {
+                let (offset, dotted) = match &table {
+                    Some(t) => locate(t.get_ref(), segs),
+                    None => (0, String::new()),
+                };
+                let hint = self.suggest(segs);
+                self.at(offset, format!("unknown key `{dotted}`{hint}"));
+            }
         }
         let raw = match raw {
             Ok(r) => r,
