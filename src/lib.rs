@@ -13,3 +13,19 @@ pub mod render;
 pub mod source;
 pub mod store;
 pub mod time;
+
+/// An error with its whole chain of causes, `outer: inner: root`, each said once. Tera,
+/// reqwest and lettre keep the real cause deep in the chain.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = s.source();
+    }
+    out
+}

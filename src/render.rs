@@ -124,19 +124,6 @@ pub struct Renderer {
     inliner: css_inline::CSSInliner<'static>,
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let m = s.to_string();
-        if parts.last() != Some(&m) {
-            parts.push(m);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
 fn subject_name(digest: &str) -> String {
     format!("subject:{digest}")
 }
@@ -147,7 +134,7 @@ impl Renderer {
         let dir = config.site.templates_dir.clone();
         let load_err = |e: &dyn std::error::Error| RenderError::Load {
             dir: dir.clone(),
-            chain: chain(e),
+            chain: crate::error_chain(e),
         };
         let mut tera = Tera::default();
         tera.autoescape_on(vec![".html", ".htm"]);
@@ -176,7 +163,7 @@ impl Renderer {
                 .map_err(|e| RenderError::Render {
                     digest: d.name.clone(),
                     template: format!("`digest.subject` of {}", d.name),
-                    chain: chain(&e),
+                    chain: crate::error_chain(&e),
                 })?;
         }
         // Never fetch a stylesheet: not from the network, not from disk.
@@ -199,7 +186,7 @@ impl Renderer {
         let context = Context::from_serialize(ctx).map_err(|e| RenderError::Render {
             digest: digest.name.clone(),
             template: "(context)".into(),
-            chain: chain(&e),
+            chain: crate::error_chain(&e),
         })?;
         for name in [
             subject_name(&digest.name),
@@ -211,7 +198,7 @@ impl Renderer {
                 .map_err(|e| RenderError::Render {
                     digest: digest.name.clone(),
                     template: name.clone(),
-                    chain: chain(&e),
+                    chain: crate::error_chain(&e),
                 })?;
         }
         Ok(())
@@ -226,7 +213,7 @@ impl Renderer {
         let context = Context::from_serialize(ctx).map_err(|e| RenderError::Render {
             digest: digest.name.clone(),
             template: "(context)".into(),
-            chain: chain(&e),
+            chain: crate::error_chain(&e),
         })?;
         let run = |name: &str| {
             self.tera
@@ -234,7 +221,7 @@ impl Renderer {
                 .map_err(|e| RenderError::Render {
                     digest: digest.name.clone(),
                     template: name.to_owned(),
-                    chain: chain(&e),
+                    chain: crate::error_chain(&e),
                 })
         };
         let subject = plain_line(&run(&subject_name(&digest.name))?);

@@ -70,24 +70,10 @@ impl SendError {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let m = s.to_string();
-        if !out.contains(&m) {
-            out.push_str(": ");
-            out.push_str(&m);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 /// Classifies a lettre SMTP error the way RFC 5321 does: 5xx is permanent, everything
 /// else (4xx, timeouts, resets, a connection closed mid-transaction) is transient.
 fn classify(e: &lettre::transport::smtp::Error) -> SendError {
-    let reason = chain(e);
+    let reason = crate::error_chain(e);
     let permanent = e.is_permanent() || e.is_client();
     // Enhanced status 5.1.x (RFC 3463): bad destination mailbox address.
     let bounce = e.is_permanent() && is_bad_mailbox(&reason);

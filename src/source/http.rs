@@ -131,20 +131,6 @@ pub struct HttpClient {
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let m = s.to_string();
-        if !out.contains(&m) {
-            out.push_str(": ");
-            out.push_str(&m);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 impl HttpClient {
     /// Builds the client; `site_url` goes into the User-Agent so feed owners know who polls.
     pub fn new(settings: HttpSettings, site_url: &str) -> Result<HttpClient, HttpError> {
@@ -173,7 +159,7 @@ impl HttpClient {
             .build()
             .map_err(|e| HttpError::Network {
                 url: String::new(),
-                reason: format!("cannot build the HTTP client: {}", chain(&e)),
+                reason: format!("cannot build the HTTP client: {}", crate::error_chain(&e)),
             })?;
         Ok(HttpClient {
             client,
@@ -269,7 +255,7 @@ impl HttpClient {
         let network = |e: reqwest::Error| {
             let err = HttpError::Network {
                 url: url.to_owned(),
-                reason: chain(&e),
+                reason: crate::error_chain(&e),
             };
             if e.is_redirect() || e.is_builder() {
                 Retry::Fail(err)
