@@ -10,6 +10,7 @@ pub mod deliver;
 pub mod edition;
 pub mod pipeline;
 pub mod render;
+pub mod schedule;
 pub mod source;
 pub mod store;
 pub mod time;
