@@ -62,6 +62,13 @@ pub enum Command {
     Send(SendArgs),
     /// Fetch every source and store what is new, without sending anything.
     Gather,
+    /// Show each digest's next fire times and last edition, each source's last gather and
+    /// error, and what deliveries are still owed.
+    Status {
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List past editions with their delivery counts.
     Editions {
         /// How many editions to show, newest first.
@@ -113,6 +120,12 @@ pub fn run(cli: Cli) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Writes a line to stdout; a closed pipe (`gazette status | head`) is not an error.
+fn print_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -140,7 +153,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
     };
     let say = |line: String| {
         if !cli.quiet {
-            println!("{line}");
+            print_line(&line);
         }
     };
     match &cli.command {
@@ -163,6 +176,72 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
                 }
             }
             Ok(if failed > 0 { EXIT_PARTIAL } else { EXIT_OK })
+        }
+        Command::Status { json } => {
+            let st = crate::status::status(&config, crate::time::now())?;
+            if *json {
+                print_line(&serde_json::to_string_pretty(&st)?);
+                return Ok(EXIT_OK);
+            }
+            let when =
+                |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+            say("Digests:".into());
+            for d in &st.digests {
+                say(format!(
+                    "  {}  \"{}\" in {}",
+                    d.name, d.schedule, d.timezone
+                ));
+                if let (Some(local), Some(utc)) = (d.next_local.first(), d.next.first()) {
+                    say(format!("    next: {local} ({})", when(utc)));
+                }
+                match &d.last_edition {
+                    Some(e) => {
+                        let counts: Vec<String> = e
+                            .deliveries
+                            .iter()
+                            .map(|(k, n)| format!("{n} {k}"))
+                            .collect();
+                        say(format!(
+                            "    last: #{} {}  {}{}",
+                            e.number,
+                            when(&e.created_at),
+                            if counts.is_empty() {
+                                "no deliveries".into()
+                            } else {
+                                counts.join(", ")
+                            },
+                            if e.finished { "" } else { "  (unfinished)" }
+                        ));
+                    }
+                    None => say("    last: no edition yet".into()),
+                }
+            }
+            say("Sources:".into());
+            for s in &st.sources {
+                let last = s
+                    .last_gathered_at
+                    .as_ref()
+                    .map(when)
+                    .unwrap_or_else(|| "never".into());
+                match &s.last_error {
+                    Some(e) => say(format!("  {}  last gather {last}: FAILED: {e}", s.name)),
+                    None if s.last_gathered_at.is_some() => say(format!(
+                        "  {}  last gather {last}: ok ({} new essays, {} new replies)",
+                        s.name, s.last_new.0, s.last_new.1
+                    )),
+                    None => say(format!("  {}  never gathered", s.name)),
+                }
+            }
+            let retry = st
+                .next_retry
+                .as_ref()
+                .map(|t| format!(", next retry {}", when(t)))
+                .unwrap_or_default();
+            say(format!(
+                "Deliveries owed: {} pending, {} deferred{retry}",
+                st.pending, st.deferred
+            ));
+            Ok(EXIT_OK)
         }
         Command::Editions { limit } => {
             if !config.state_path.exists() {

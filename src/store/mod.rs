@@ -223,6 +223,21 @@ pub struct NewEdition {
     pub subscribers: Vec<i64>,
 }
 
+/// A source's gather history, for `status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceState {
+    /// Last gather attempt.
+    pub last_gathered_at: Option<DateTime<Utc>>,
+    /// Last successful gather.
+    pub last_ok_at: Option<DateTime<Utc>>,
+    /// Error of the last gather, if it failed.
+    pub last_error: Option<String>,
+    /// New essays in the last successful gather.
+    pub last_new_essays: i64,
+    /// New replies in the last successful gather.
+    pub last_new_replies: i64,
+}
+
 /// Counts of what one gather added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Added {
@@ -517,17 +532,49 @@ impl Store {
         Ok(memory)
     }
 
-    /// The last error of a source, if its most recent gather failed.
-    pub fn source_error(&self, source: &str) -> Result<Option<String>> {
-        Ok(self
+    /// What the store knows about a source's gathers.
+    pub fn source_state(&self, source: &str) -> Result<Option<SourceState>> {
+        let row = self
             .conn
             .query_row(
-                "SELECT last_error FROM source_state WHERE source = ?1",
+                "SELECT last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies
+                 FROM source_state WHERE source = ?1",
                 [source],
-                |r| r.get::<_, Option<String>>(0),
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                },
             )
-            .optional()?
-            .flatten())
+            .optional()?;
+        row.map(|(gathered, ok, error, essays, replies)| {
+            Ok(SourceState {
+                last_gathered_at: opt_ts(gathered)?,
+                last_ok_at: opt_ts(ok)?,
+                last_error: error,
+                last_new_essays: essays,
+                last_new_replies: replies,
+            })
+        })
+        .transpose()
+    }
+
+    /// Deliveries still owed across all editions: (pending or in flight, deferred, the
+    /// earliest retry time).
+    pub fn owed(&self) -> Result<(i64, i64, Option<DateTime<Utc>>)> {
+        let (pending, deferred, next): (i64, i64, Option<String>) = self.conn.query_row(
+            "SELECT COALESCE(SUM(status IN ('pending', 'sending')), 0),
+                    COALESCE(SUM(status = 'deferred'), 0),
+                    MIN(CASE WHEN status = 'deferred' THEN next_attempt_at END)
+             FROM delivery",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok((pending, deferred, opt_ts(next)?))
     }
 
     /// Makes the subscriber table agree with `config.toml` for config-origin rows.
@@ -889,6 +936,14 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The newest edition of a digest with its counts.
+    pub fn last_edition_summary(&self, digest: &str) -> Result<Option<EditionSummary>> {
+        match self.last_edition(digest)? {
+            Some(e) => Ok(Some(self.summarize(e)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The newest editions (all digests), with item and delivery counts.
     pub fn editions(&self, limit: usize) -> Result<Vec<EditionSummary>> {
         let mut stmt = self.conn.prepare_cached(&format!(
@@ -897,42 +952,43 @@ impl Store {
         let rows: Vec<_> = stmt
             .query_map([limit as i64], edition_raw)?
             .collect::<std::result::Result<_, _>>()?;
-        let mut out = Vec::new();
-        for raw in rows {
-            let edition = edition_from_raw(raw)?;
-            let count = |kind: &str| -> Result<i64> {
-                Ok(self.conn.query_row(
-                    "SELECT COUNT(*) FROM edition_item WHERE edition_id = ?1 AND kind = ?2",
-                    params![edition.id, kind],
-                    |r| r.get(0),
-                )?)
-            };
-            let essays = count("essay")?;
-            let replies = count("reply")?;
-            let mut deliveries = [
-                "pending",
-                "sending",
-                "sent",
-                "deferred",
-                "failed",
-                "suppressed",
-            ]
-            .map(|s| (s.to_owned(), 0));
-            for d in deliveries.iter_mut() {
-                d.1 = self.conn.query_row(
-                    "SELECT COUNT(*) FROM delivery WHERE edition_id = ?1 AND status = ?2",
-                    params![edition.id, d.0],
-                    |r| r.get(0),
-                )?;
-            }
-            out.push(EditionSummary {
-                edition,
-                essays,
-                replies,
-                deliveries,
-            });
+        rows.into_iter()
+            .map(|raw| self.summarize(edition_from_raw(raw)?))
+            .collect()
+    }
+
+    fn summarize(&self, edition: EditionRow) -> Result<EditionSummary> {
+        let count = |kind: &str| -> Result<i64> {
+            Ok(self.conn.query_row(
+                "SELECT COUNT(*) FROM edition_item WHERE edition_id = ?1 AND kind = ?2",
+                params![edition.id, kind],
+                |r| r.get(0),
+            )?)
+        };
+        let essays = count("essay")?;
+        let replies = count("reply")?;
+        let mut deliveries = [
+            "pending",
+            "sending",
+            "sent",
+            "deferred",
+            "failed",
+            "suppressed",
+        ]
+        .map(|s| (s.to_owned(), 0));
+        for d in deliveries.iter_mut() {
+            d.1 = self.conn.query_row(
+                "SELECT COUNT(*) FROM delivery WHERE edition_id = ?1 AND status = ?2",
+                params![edition.id, d.0],
+                |r| r.get(0),
+            )?;
         }
-        Ok(out)
+        Ok(EditionSummary {
+            edition,
+            essays,
+            replies,
+            deliveries,
+        })
     }
 }
 

@@ -604,3 +604,60 @@ fn unknown_digest_is_an_error_that_lists_the_known_ones() {
     );
     assert!(run.stderr.contains("essays, replies"), "{}", run.stderr);
 }
+
+#[test]
+fn status_shows_schedules_editions_sources_and_owed_deliveries() {
+    let site = Site::new();
+    let run = site.gazette(&["status"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("essays  \"0 8 * * 1\" in Europe/London"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("last: no edition yet") && run.stdout.contains("site  never gathered"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !site.path("gazette.db").exists(),
+        "status creates no database"
+    );
+
+    assert_eq!(site.gazette(&["send"]).code, 0);
+    site.write("examples/site/essays/broken.md", "no front matter");
+    assert_eq!(site.gazette(&["gather"]).code, 2);
+    let run = site.gazette(&["status"]);
+    assert!(run.stdout.contains("last: #1 "), "{}", run.stdout);
+    assert!(run.stdout.contains("2 sent"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("FAILED: ") && run.stdout.contains("broken.md"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Deliveries owed: 0 pending, 0 deferred"),
+        "{}",
+        run.stdout
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&site.gazette(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["digests"][0]["name"], "essays");
+    assert_eq!(json["digests"][0]["last_edition"]["deliveries"]["sent"], 2);
+    assert_eq!(json["digests"][0]["next"].as_array().unwrap().len(), 3);
+    assert!(
+        json["digests"][0]["next_local"][0]
+            .as_str()
+            .unwrap()
+            .ends_with(" 08:00 GMT")
+            || json["digests"][0]["next_local"][0]
+                .as_str()
+                .unwrap()
+                .ends_with(" 08:00 BST")
+    );
+    assert_eq!(json["sources"][0]["result"], "failed");
+}

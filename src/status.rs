@@ -1,0 +1,155 @@
+//! What an operator needs to see at a glance (`gazette status`): per digest its schedule,
+//! next fire times (in its zone and UTC), last edition and what is still owed; per source
+//! its last gather and error. Reads the store; changes nothing.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::schedule;
+use crate::store::{Store, StoreError};
+
+/// The whole status report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Status {
+    /// When it was taken.
+    pub at: DateTime<Utc>,
+    /// Per digest.
+    pub digests: Vec<DigestStatus>,
+    /// Per source.
+    pub sources: Vec<SourceStatus>,
+    /// Deliveries pending or in flight, across editions.
+    pub pending: i64,
+    /// Deliveries deferred, across editions.
+    pub deferred: i64,
+    /// When the earliest deferred delivery is due.
+    pub next_retry: Option<DateTime<Utc>>,
+}
+
+/// One digest.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DigestStatus {
+    /// Name.
+    pub name: String,
+    /// The cron expression as written.
+    pub schedule: String,
+    /// Its time zone.
+    pub timezone: String,
+    /// The next three fire times, UTC.
+    pub next: Vec<DateTime<Utc>>,
+    /// The same, as local time in the digest's zone.
+    pub next_local: Vec<String>,
+    /// The newest edition, if any.
+    pub last_edition: Option<EditionStatus>,
+}
+
+/// The newest edition of a digest.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EditionStatus {
+    /// Its number.
+    pub number: i64,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// Whether every delivery is settled.
+    pub finished: bool,
+    /// Deliveries by status.
+    pub deliveries: std::collections::BTreeMap<String, i64>,
+}
+
+/// One source.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SourceStatus {
+    /// Name.
+    pub name: String,
+    /// Last gather attempt.
+    pub last_gathered_at: Option<DateTime<Utc>>,
+    /// Last success.
+    pub last_ok_at: Option<DateTime<Utc>>,
+    /// "ok", "failed" or "never gathered".
+    pub result: String,
+    /// The last error, if the last gather failed.
+    pub last_error: Option<String>,
+    /// New essays and replies in the last success.
+    pub last_new: (i64, i64),
+}
+
+/// Takes the status. Without a database yet, everything is empty but the schedules.
+pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError> {
+    let store = if config.state_path.exists() {
+        Some(Store::open(&config.state_path)?)
+    } else {
+        None
+    };
+    let mut digests = Vec::new();
+    for d in &config.digests {
+        let next: Vec<DateTime<Utc>> = schedule::fire_times(&d.schedule, d.timezone, now)
+            .take(3)
+            .collect();
+        let last = match &store {
+            Some(s) => s.last_edition_summary(&d.name)?,
+            None => None,
+        };
+        digests.push(DigestStatus {
+            name: d.name.clone(),
+            schedule: d.schedule_text.clone(),
+            timezone: d.timezone.name().to_owned(),
+            next_local: next
+                .iter()
+                .map(|t| {
+                    t.with_timezone(&d.timezone)
+                        .format("%Y-%m-%d %H:%M %Z")
+                        .to_string()
+                })
+                .collect(),
+            next,
+            last_edition: last.map(|e| EditionStatus {
+                number: e.edition.number,
+                created_at: e.edition.created_at,
+                finished: e.edition.finished_at.is_some(),
+                deliveries: e.deliveries.into_iter().filter(|(_, n)| *n > 0).collect(),
+            }),
+        });
+    }
+    let mut sources = Vec::new();
+    for src in &config.sources {
+        let state = match &store {
+            Some(s) => s.source_state(src.name())?,
+            None => None,
+        };
+        sources.push(match state {
+            Some(st) => SourceStatus {
+                name: src.name().to_owned(),
+                result: if st.last_error.is_some() {
+                    "failed"
+                } else {
+                    "ok"
+                }
+                .into(),
+                last_gathered_at: st.last_gathered_at,
+                last_ok_at: st.last_ok_at,
+                last_error: st.last_error,
+                last_new: (st.last_new_essays, st.last_new_replies),
+            },
+            None => SourceStatus {
+                name: src.name().to_owned(),
+                last_gathered_at: None,
+                last_ok_at: None,
+                result: "never gathered".into(),
+                last_error: None,
+                last_new: (0, 0),
+            },
+        });
+    }
+    let (pending, deferred, next_retry) = match &store {
+        Some(s) => s.owed()?,
+        None => (0, 0, None),
+    };
+    Ok(Status {
+        at: now,
+        digests,
+        sources,
+        pending,
+        deferred,
+        next_retry,
+    })
+}
