@@ -163,6 +163,7 @@ pub async fn deliver<E: std::error::Error + 'static>(
                 .map(|(row, msg)| Claim {
                     id: row.id,
                     message_id: msg.message_id.clone(),
+                    stale_claim: row.stale_claim.clone(),
                 })
                 .collect();
             let claimed = store.step(&settle, &claims, claimant())?;

@@ -143,6 +143,8 @@ pub struct PendingDelivery {
     pub attempts: i64,
     /// Who receives it.
     pub subscriber: SubscriberRow,
+    /// The dead process's claim on a row it left in flight, `None` for pending rows.
+    pub stale_claim: Option<String>,
 }
 
 /// The result of one delivery attempt, for [`Store::step`].
@@ -200,6 +202,9 @@ pub struct Claim {
     pub id: i64,
     /// The Message-ID it will carry.
     pub message_id: String,
+    /// For a row a dead process left in flight: that process's claim, which must still be
+    /// the one on the row (so a live process's fresh claim is never taken over).
+    pub stale_claim: Option<String>,
 }
 
 /// What the new edition consists of, as decided by the edition stage.
@@ -820,6 +825,7 @@ impl Store {
                         timezone: r.get(5)?,
                         status: r.get(6)?,
                     },
+                    stale_claim: None,
                 },
                 r.get::<_, String>(7)?,
                 r.get::<_, Option<String>>(8)?,
@@ -827,9 +833,13 @@ impl Store {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (pending, status, claimed_by) = row?;
-            if status == "sending" && !claimed_by.as_deref().is_none_or(is_dead) {
-                continue;
+            let (mut pending, status, claimed_by) = row?;
+            if status == "sending" {
+                if !claimed_by.as_deref().is_none_or(is_dead) {
+                    continue;
+                }
+                // Claims are never NULL once set; an empty token stands for "none".
+                pending.stale_claim = Some(claimed_by.unwrap_or_default());
             }
             out.push(pending);
         }
@@ -914,12 +924,17 @@ impl Store {
         }
         let mut claimed = Vec::with_capacity(claims.len());
         {
+            // A pending or deferred row, or one still held by the dead claim we saw: never a
+            // row another live process has claimed since we listed it.
             let mut claim = tx.prepare_cached(
                 "UPDATE delivery SET status = 'sending', attempts = attempts + 1, message_id = ?2, claimed_by = ?3
-                 WHERE id = ?1 AND status IN ('pending', 'deferred', 'sending')",
+                 WHERE id = ?1 AND (status IN ('pending', 'deferred')
+                    OR (status = 'sending' AND ?4 IS NOT NULL AND COALESCE(claimed_by, '') = ?4))",
             )?;
             for c in claims {
-                claimed.push(claim.execute(params![c.id, c.message_id, claimant])? == 1);
+                claimed.push(
+                    claim.execute(params![c.id, c.message_id, claimant, c.stale_claim])? == 1,
+                );
             }
         }
         tx.commit()?;
@@ -1112,4 +1127,110 @@ fn subscriber_row(r: &Row<'_>) -> rusqlite::Result<SubscriberRow> {
         timezone: r.get(3)?,
         status: r.get(4)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_address;
+    use chrono::TimeZone;
+
+    fn store_with_one_delivery() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 8, 0, 0).unwrap();
+        store
+            .sync_subscribers(
+                &[config::Subscriber {
+                    email: parse_address("a@example.org").unwrap(),
+                    name: None,
+                    digests: vec!["d".into()],
+                    timezone: None,
+                }],
+                now,
+            )
+            .unwrap();
+        let sub = store.active_subscribers("d").unwrap()[0].id;
+        let ed = store
+            .create_edition(
+                &NewEdition {
+                    digest: "d".into(),
+                    number: 1,
+                    scheduled_for: now,
+                    window_from: now,
+                    window_to: now,
+                    essays: vec![],
+                    replies: vec![],
+                    subscribers: vec![sub],
+                },
+                now,
+            )
+            .unwrap()
+            .unwrap();
+        (dir, store, ed.id)
+    }
+
+    fn claim(id: i64, stale: Option<&str>) -> Claim {
+        Claim {
+            id,
+            message_id: "<m@x>".into(),
+            stale_claim: stale.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_row_claimed_by_a_live_process_is_never_claimed_again() {
+        let (_dir, mut store, ed) = store_with_one_delivery();
+        let now = crate::time::now();
+        let listed = store.pending_deliveries(ed, now, &|_| false).unwrap();
+        assert_eq!(listed.len(), 1);
+        // Another process claims it between our listing and our claim.
+        assert_eq!(
+            store
+                .step(&[], &[claim(listed[0].id, None)], "1:other")
+                .unwrap(),
+            vec![true]
+        );
+        assert_eq!(
+            store
+                .step(
+                    &[],
+                    &[claim(listed[0].id, listed[0].stale_claim.as_deref())],
+                    "2:us"
+                )
+                .unwrap(),
+            vec![false]
+        );
+        // While that process lives, the row is not even listed.
+        assert!(store
+            .pending_deliveries(ed, now, &|_| false)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_dead_processs_row_is_taken_over_once() {
+        let (_dir, mut store, ed) = store_with_one_delivery();
+        let now = crate::time::now();
+        let id = store.pending_deliveries(ed, now, &|_| false).unwrap()[0].id;
+        store.step(&[], &[claim(id, None)], "1:dead").unwrap();
+        let listed = store
+            .pending_deliveries(ed, now, &|c| c == "1:dead")
+            .unwrap();
+        assert_eq!(listed[0].stale_claim.as_deref(), Some("1:dead"));
+        let stale = listed[0].stale_claim.clone();
+        assert_eq!(
+            store
+                .step(&[], &[claim(id, stale.as_deref())], "2:a")
+                .unwrap(),
+            vec![true]
+        );
+        // A second taker with the same stale view loses.
+        assert_eq!(
+            store
+                .step(&[], &[claim(id, stale.as_deref())], "3:b")
+                .unwrap(),
+            vec![false]
+        );
+    }
 }
