@@ -84,6 +84,27 @@ impl Site {
         }
     }
 
+    /// Runs the binary without blocking the async runtime (for tests whose servers run
+    /// in it); a run that takes over two minutes fails the test instead of hanging it.
+    pub async fn gazette_async(&self, args: &[&str]) -> Run {
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+                .args(args)
+                .current_dir(self.dir.path())
+                .env_remove("GAZETTE_LOG")
+                .output(),
+        )
+        .await
+        .expect("gazette finished within two minutes")
+        .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Every .eml in a folder, by file name.
     pub fn emls_in(&self, rel: &str) -> Vec<(String, Vec<u8>)> {
         let dir = self.path(rel);

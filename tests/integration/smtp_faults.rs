@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::common::{Run, Site};
 use crate::smtp::smtp_site_on_port;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -127,24 +126,6 @@ async fn start(fault: Fault) -> FakeSmtp {
     FakeSmtp { port, accepted }
 }
 
-async fn gazette(site: &Site, args: &[&str]) -> Run {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-            .args(args)
-            .current_dir(site.dir.path())
-            .output(),
-    )
-    .await
-    .expect("gazette never hangs")
-    .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 fn recipients(fake: &FakeSmtp) -> Vec<String> {
     let mut r: Vec<String> = fake
         .accepted
@@ -161,7 +142,7 @@ fn recipients(fake: &FakeSmtp) -> Vec<String> {
 async fn a_451_is_retried_and_delivered_once() {
     let fake = start(Fault::TempFailOnce).await;
     let site = smtp_site_on_port(fake.port, "", "", 1);
-    let run = gazette(&site, &["send", "--digest", "essays"]).await;
+    let run = site.gazette_async(&["send", "--digest", "essays"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(recipients(&fake), vec!["sub00@example.org"]);
     assert!(
@@ -179,7 +160,7 @@ async fn a_451_is_retried_and_delivered_once() {
 async fn a_550_5_1_1_fails_and_bounces_that_recipient_only() {
     let fake = start(Fault::NoSuchUser("sub01@example.org")).await;
     let site = smtp_site_on_port(fake.port, "", "", 3);
-    let run = gazette(&site, &["send", "--digest", "essays"]).await;
+    let run = site.gazette_async(&["send", "--digest", "essays"]).await;
     assert_eq!(run.code, 3, "some failed\n{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stdout.contains("sent 2, 1 failed (1 bounced)."),
@@ -217,7 +198,7 @@ async fn a_550_5_1_1_fails_and_bounces_that_recipient_only() {
         "examples/site/essays/later.md",
         "+++\ntitle = \"Later\"\n+++\nMore.\n",
     );
-    let run = gazette(&site, &["send", "--digest", "essays"]).await;
+    let run = site.gazette_async(&["send", "--digest", "essays"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout
@@ -235,7 +216,7 @@ async fn a_550_5_1_1_fails_and_bounces_that_recipient_only() {
 async fn a_connection_dropped_before_the_final_reply_is_retried() {
     let fake = start(Fault::DropBeforeFinalOnce).await;
     let site = smtp_site_on_port(fake.port, "", "", 2);
-    let run = gazette(&site, &["send", "--digest", "essays"]).await;
+    let run = site.gazette_async(&["send", "--digest", "essays"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(
         recipients(&fake),
@@ -254,7 +235,7 @@ async fn a_stalled_server_times_out_and_the_message_is_retried() {
     let site = smtp_site_on_port(fake.port, "", "", 1);
     site.edit("config.toml", "timeout = \"5s\"", "timeout = \"1s\"");
     let started = std::time::Instant::now();
-    let run = gazette(&site, &["send", "--digest", "essays"]).await;
+    let run = site.gazette_async(&["send", "--digest", "essays"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(recipients(&fake), vec!["sub00@example.org"]);
     assert!(
@@ -271,7 +252,7 @@ async fn a_stalled_server_times_out_and_the_message_is_retried() {
 async fn a_pooled_connection_the_server_closed_is_replaced_not_a_failure() {
     let fake = start(Fault::CloseAfterEachMessage).await;
     let site = smtp_site_on_port(fake.port, "", "concurrency = 1", 3);
-    let run = gazette(&site, &["send", "--digest", "essays"]).await;
+    let run = site.gazette_async(&["send", "--digest", "essays"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(
         recipients(&fake),

@@ -3,12 +3,11 @@
 //! WordPress REST API, and hostile documents. The real binary does the gathering.
 
 use std::path::Path;
-use std::time::Duration;
 
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::{Run, Site};
+use crate::common::Site;
 
 fn fixture(name: &str, base: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,25 +53,6 @@ email = "reader@example.org"
 name = "Reader"
 "#
     )
-}
-
-async fn gazette(site: &Site, args: &[&str]) -> Run {
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-            .args(args)
-            .current_dir(site.dir.path())
-            .env_remove("GAZETTE_LOG")
-            .output(),
-    )
-    .await
-    .expect("gazette finished within two minutes")
-    .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 fn rows(site: &Site, sql: &str) -> Vec<Vec<Option<String>>> {
@@ -162,7 +142,7 @@ async fn wordpress_feeds_gather_essays_and_comments_then_only_ask_conditionally(
             server.uri()
         )),
     );
-    let run = gazette(&site, &["gather"]).await;
+    let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(
         run.stdout.trim(),
@@ -215,7 +195,7 @@ async fn wordpress_feeds_gather_essays_and_comments_then_only_ask_conditionally(
 
     // Second run: every URL is asked conditionally and answers 304; nothing is new.
     let before = server.received_requests().await.unwrap().len();
-    let run = gazette(&site, &["gather"]).await;
+    let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         run.stdout.trim(),
@@ -265,10 +245,10 @@ async fn a_guid_that_flips_to_https_or_an_edited_title_is_not_new() {
         )),
     );
     assert_eq!(
-        gazette(&site, &["gather"]).await.stdout.trim(),
+        site.gazette_async(&["gather"]).await.stdout.trim(),
         "source `blog`: 2 new essays, 0 new replies"
     );
-    let run = gazette(&site, &["gather"]).await;
+    let run = site.gazette_async(&["gather"]).await;
     assert_eq!(
         run.stdout.trim(),
         "source `blog`: 0 new essays, 0 new replies",
@@ -319,7 +299,7 @@ async fn atom_threads_and_json_feed() {
             "[[source]]\nname = \"atom\"\ntype = \"feed\"\nurl = \"{base}/atom.xml\"\n\n[[source]]\nname = \"json\"\ntype = \"feed\"\nurl = \"{base}/feed.json\""
         )),
     );
-    let run = gazette(&site, &["gather"]).await;
+    let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout
@@ -424,7 +404,7 @@ async fn wordpress_rest_pages_embeds_authors_threads_replies_and_asks_only_for_c
             server.uri()
         )),
     );
-    let run = gazette(&site, &["gather"]).await;
+    let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(
         run.stdout.trim(),
@@ -494,7 +474,7 @@ async fn wordpress_rest_pages_embeds_authors_threads_replies_and_asks_only_for_c
     );
 
     // Later gathers ask only for what changed since the last success.
-    let run = gazette(&site, &["gather"]).await;
+    let run = site.gazette_async(&["gather"]).await;
     assert_eq!(
         run.stdout.trim(),
         "source `wp`: 0 new essays, 0 new replies",
@@ -517,7 +497,7 @@ async fn wordpress_rest_pages_embeds_authors_threads_replies_and_asks_only_for_c
     );
 
     // The digest groups each reply under its essay, threaded.
-    let run = gazette(&site, &["send"]).await;
+    let run = site.gazette_async(&["send"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let mail = &site.outbox()[0];
     let text = &mail.text;
@@ -555,7 +535,7 @@ async fn wordpress_without_rest_api_falls_back_to_feeds() {
             server.uri()
         )),
     );
-    let run = gazette(&site, &["gather"]).await;
+    let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         run.stdout.trim(),
@@ -594,7 +574,7 @@ async fn a_503_with_retry_after_is_retried() {
             server.uri()
         )),
     );
-    let run = gazette(&site, &["gather"]).await;
+    let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         run.stdout.trim(),
@@ -675,7 +655,7 @@ async fn hostile_sources_fail_alone_and_nothing_hostile_reaches_a_message() {
     .collect();
     let site = Site::new();
     site.write("config.toml", &config_with(&sources));
-    let run = gazette(&site, &["gather"]).await;
+    let run = site.gazette_async(&["gather"]).await;
     assert_eq!(
         run.code, 2,
         "some sources failed\n{}\n{}",
@@ -736,7 +716,7 @@ async fn hostile_sources_fail_alone_and_nothing_hostile_reaches_a_message() {
     .unwrap();
     assert!(err.contains("huge.xml"), "{err}");
 
-    let run = gazette(&site, &["send"]).await;
+    let run = site.gazette_async(&["send"]).await;
     assert_eq!(run.code, 2, "sent, but sources still fail: {}", run.stderr);
     let mail = &site.outbox()[0];
     for part in [&mail.html, &mail.text] {
@@ -787,7 +767,7 @@ async fn a_failing_comment_feed_does_not_block_the_essays() {
             "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\""
         )),
     );
-    let run = gazette(&site, &["gather"]).await;
+    let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         run.stdout.trim(),
