@@ -781,3 +781,55 @@ async fn a_failing_comment_feed_does_not_block_the_essays() {
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_responses_are_decompressed_and_requests_per_host_are_limited() {
+    use std::io::Write;
+    let server = MockServer::start().await;
+    let base = server.uri();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(fixture("feed.json", &base).as_bytes())
+        .unwrap();
+    let body = gz.finish().unwrap();
+    // Every feed answers slowly, so overlapping requests would be visible.
+    let sources: String = (0..6)
+        .map(|i| {
+            format!("[[source]]\nname = \"s{i}\"\ntype = \"feed\"\nurl = \"{base}/s{i}.json\"\n\n")
+        })
+        .collect();
+    for i in 0..6 {
+        Mock::given(method("GET"))
+            .and(path(format!("/s{i}.json")))
+            .and(wiremock::matchers::header_regex("accept-encoding", "gzip"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(body.clone(), "application/feed+json")
+                    .insert_header("Content-Encoding", "gzip")
+                    .set_delay(std::time::Duration::from_millis(300)),
+            )
+            .mount(&server)
+            .await;
+    }
+    let site = Site::new();
+    site.write(
+        "config.toml",
+        &config_with(&sources).replace("retries = 2", "retries = 2\nper_host = 2"),
+    );
+    let started = std::time::Instant::now();
+    let run = site.gazette_async(&["gather"]).await;
+    let elapsed = started.elapsed();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for i in 0..6 {
+        assert!(
+            run.stdout.contains(&format!("source `s{i}`: 2 new essays")),
+            "{}",
+            run.stdout
+        );
+    }
+    // Six 300 ms responses, two at a time to the one host: at least three rounds. This is
+    // a lower bound that only holds if the limit works, not a speed target.
+    assert!(
+        elapsed >= std::time::Duration::from_millis(900),
+        "per-host limit not applied: {elapsed:?}"
+    );
+}
