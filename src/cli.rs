@@ -331,7 +331,7 @@ async fn send(
     if sent > 0 && matches!(mode, Mode::Deliver) {
         let secs = started.elapsed().as_secs_f64();
         say(format!(
-            "Sent {sent} messages in {secs:.1} s ({:.0} messages/s).",
+            "Sent {sent} messages in {secs:.2} s ({:.0} messages/s).",
             sent as f64 / secs.max(0.001)
         ));
     }
