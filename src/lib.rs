@@ -15,6 +15,7 @@ pub mod source;
 pub mod status;
 pub mod store;
 pub mod time;
+pub mod token;
 
 /// An error with its whole chain of causes, `outer: inner: root`, each said once. Tera,
 /// reqwest and lettre keep the real cause deep in the chain.
