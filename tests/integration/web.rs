@@ -18,6 +18,13 @@ fn fixture(name: &str, base: &str) -> String {
         .replace("{{BASE}}", base)
 }
 
+/// A copy of the shipped publication whose config has these sources (see [`config_with`]).
+fn site_with(sources: &str) -> Site {
+    let site = Site::new();
+    site.write("config.toml", &config_with(sources));
+    site
+}
+
 async fn serve(server: &MockServer, at: &str, body: String, mime: &str) {
     Mock::given(method("GET"))
         .and(path(at))
@@ -134,14 +141,10 @@ async fn mount_wordpress_feeds(server: &MockServer) {
 async fn wordpress_feeds_gather_essays_and_comments_then_only_ask_conditionally() {
     let server = MockServer::start().await;
     mount_wordpress_feeds(&server).await;
-    let site = Site::new();
-    site.write(
-        "config.toml",
-        &config_with(&format!(
+    let site = site_with(&format!(
             "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{0}/feed/\"\ncomments_url = \"{0}/comments/feed/\"",
             server.uri()
-        )),
-    );
+        ));
     let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(
@@ -237,13 +240,9 @@ async fn a_guid_that_flips_to_https_or_an_edited_title_is_not_new() {
         )
         .replace("On Harbour Walls", "On Harbour Walls (revised)");
     serve(&server, "/feed/", flipped, "application/rss+xml").await;
-    let site = Site::new();
-    site.write(
-        "config.toml",
-        &config_with(&format!(
+    let site = site_with(&format!(
             "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\"\ncomment_feeds = false"
-        )),
-    );
+        ));
     assert_eq!(
         site.gazette_async(&["gather"]).await.stdout.trim(),
         "source `blog`: 2 new essays, 0 new replies"
@@ -292,13 +291,9 @@ async fn atom_threads_and_json_feed() {
         "application/feed+json",
     )
     .await;
-    let site = Site::new();
-    site.write(
-        "config.toml",
-        &config_with(&format!(
+    let site = site_with(&format!(
             "[[source]]\nname = \"atom\"\ntype = \"feed\"\nurl = \"{base}/atom.xml\"\n\n[[source]]\nname = \"json\"\ntype = \"feed\"\nurl = \"{base}/feed.json\""
-        )),
-    );
+        ));
     let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
@@ -396,14 +391,10 @@ async fn mount_wordpress_rest(server: &MockServer) {
 async fn wordpress_rest_pages_embeds_authors_threads_replies_and_asks_only_for_changes() {
     let server = MockServer::start().await;
     mount_wordpress_rest(&server).await;
-    let site = Site::new();
-    site.write(
-        "config.toml",
-        &config_with(&format!(
-            "[[source]]\nname = \"wp\"\ntype = \"wordpress\"\nbase_url = \"{}\"",
-            server.uri()
-        )),
-    );
+    let site = site_with(&format!(
+        "[[source]]\nname = \"wp\"\ntype = \"wordpress\"\nbase_url = \"{}\"",
+        server.uri()
+    ));
     let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(
@@ -527,14 +518,10 @@ async fn wordpress_without_rest_api_falls_back_to_feeds() {
         .mount(&server)
         .await;
     mount_wordpress_feeds(&server).await;
-    let site = Site::new();
-    site.write(
-        "config.toml",
-        &config_with(&format!(
-            "[[source]]\nname = \"wp\"\ntype = \"wordpress\"\nbase_url = \"{}\"",
-            server.uri()
-        )),
-    );
+    let site = site_with(&format!(
+        "[[source]]\nname = \"wp\"\ntype = \"wordpress\"\nbase_url = \"{}\"",
+        server.uri()
+    ));
     let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
@@ -566,14 +553,10 @@ async fn a_503_with_retry_after_is_retried() {
         "application/feed+json",
     )
     .await;
-    let site = Site::new();
-    site.write(
-        "config.toml",
-        &config_with(&format!(
-            "[[source]]\nname = \"json\"\ntype = \"feed\"\nurl = \"{}/feed.json\"",
-            server.uri()
-        )),
-    );
+    let site = site_with(&format!(
+        "[[source]]\nname = \"json\"\ntype = \"feed\"\nurl = \"{}/feed.json\"",
+        server.uri()
+    ));
     let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
@@ -653,8 +636,7 @@ async fn hostile_sources_fail_alone_and_nothing_hostile_reaches_a_message() {
     .iter()
     .map(|(n, f)| format!("[[source]]\nname = \"{n}\"\ntype = \"feed\"\nurl = \"{base}/{f}\"\ncomment_feeds = false\n\n"))
     .collect();
-    let site = Site::new();
-    site.write("config.toml", &config_with(&sources));
+    let site = site_with(&sources);
     let run = site.gazette_async(&["gather"]).await;
     assert_eq!(
         run.code, 2,
@@ -760,13 +742,9 @@ async fn a_failing_comment_feed_does_not_block_the_essays() {
     )
     .await;
     // The other essay's comment feed is gone (404 by default in wiremock).
-    let site = Site::new();
-    site.write(
-        "config.toml",
-        &config_with(&format!(
-            "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\""
-        )),
-    );
+    let site = site_with(&format!(
+        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\""
+    ));
     let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
@@ -810,11 +788,8 @@ async fn gzip_responses_are_decompressed_and_requests_per_host_are_limited() {
             .mount(&server)
             .await;
     }
-    let site = Site::new();
-    site.write(
-        "config.toml",
-        &config_with(&sources).replace("retries = 2", "retries = 2\nper_host = 2"),
-    );
+    let site = site_with(&sources);
+    site.edit("config.toml", "retries = 2", "retries = 2\nper_host = 2");
     let started = std::time::Instant::now();
     let run = site.gazette_async(&["gather"]).await;
     let elapsed = started.elapsed();
