@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use chrono::{DateTime, Utc};
 use lettre::Address;
 
-use crate::config::{Config, Digest};
+use crate::config::{Config, Digest, Site};
 use crate::deliver::{
     self, Addressing, BuildError, DeliverError, Outgoing, Pacing, SendError, Tally, Transport,
 };
@@ -161,6 +161,9 @@ pub enum PipelineError {
     /// The ledger failed mid-delivery.
     #[error("delivery stopped, the ledger could not be updated: {0}")]
     Ledger(StoreError),
+    /// A rendering worker panicked (a bug); what was sent is recorded.
+    #[error("delivery stopped, a rendering worker failed: {0}; run `gazette send --resume` to finish the edition")]
+    Worker(String),
     /// The transport could not be set up.
     #[error(transparent)]
     Transport(#[from] SendError),
@@ -251,6 +254,7 @@ impl From<DeliverError<PipelineError>> for PipelineError {
         match e {
             DeliverError::Ledger(s) => PipelineError::Ledger(s),
             DeliverError::Build(b) => b,
+            DeliverError::Worker(w) => PipelineError::Worker(w),
         }
     }
 }
@@ -274,14 +278,15 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
             })?],
         None => config.digests.iter().collect(),
     };
-    let renderer = Renderer::load(config)?;
+    let renderer = Arc::new(Renderer::load(config)?);
     let dkim = config
         .delivery
         .dkim
         .as_ref()
         .map(deliver::dkim_signer)
         .transpose()
-        .map_err(PipelineError::Dkim)?;
+        .map_err(PipelineError::Dkim)?
+        .map(Arc::new);
     let mut store = match opts.mode {
         Mode::Deliver => Store::open(&config.state_path)?,
         _ => Store::scratch_copy(&config.state_path)?,
@@ -299,9 +304,9 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
     };
     let run = Run {
         config,
-        renderer: &renderer,
+        renderer,
         transport: &transport,
-        dkim: dkim.as_ref(),
+        dkim,
         progress: opts.progress.as_ref(),
     };
     for digest in digests {
@@ -314,9 +319,9 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         for ed in store.unfinished_editions(&digest.name)? {
             let (essays, replies) = store.edition_items(ed.id)?;
             let sel = Selection { essays, replies };
-            let view = run.view(&store, &sel)?;
+            let maker = run.maker(digest, ed.number, ed.scheduled_for, run.view(&store, &sel)?);
             tracing::info!(digest = %digest.name, edition = ed.number, "Resuming unfinished edition.");
-            let tally = run.deliver_edition(&mut store, digest, &ed, &view).await?;
+            let tally = run.deliver_edition(&mut store, &ed, maker).await?;
             report.digests.push(DigestOutcome::Delivered {
                 digest: digest.name.clone(),
                 edition: ed.number,
@@ -358,11 +363,113 @@ impl OwnedContext<'_> {
     }
 }
 
+/// Everything needed to make any copy of one edition, owned so that copies can be
+/// rendered on worker threads.
+struct CopyMaker {
+    renderer: Arc<Renderer>,
+    dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
+    site: Site,
+    digest: Digest,
+    view: DigestView,
+    number: i64,
+    at: DateTime<Utc>,
+}
+
+impl CopyMaker {
+    fn context(&self, s: &SubscriberRow) -> OwnedContext<'_> {
+        let site = &self.site;
+        let digest = &self.digest;
+        OwnedContext {
+            site: SiteInfo {
+                name: site.name.clone(),
+                base_url: site.base_url.clone(),
+            },
+            digest: DigestInfo {
+                name: digest.name.clone(),
+                title: digest.title.clone(),
+            },
+            edition: EditionInfo {
+                number: self.number,
+                date: store::ts(self.at),
+            },
+            subscriber: SubscriberInfo {
+                name: s.name.clone(),
+                email: s.email.clone(),
+                timezone: s
+                    .timezone
+                    .clone()
+                    .unwrap_or_else(|| digest.timezone.name().to_owned()),
+            },
+            view: &self.view,
+            unsubscribe_url: deliver::unsubscribe_mailto(site, digest),
+        }
+    }
+
+    /// Runs one subscriber's templates (no CSS inlining, no message): the pre-flight.
+    fn check(&self, s: &SubscriberRow) -> Result<(), PipelineError> {
+        let ctx = self.context(s);
+        Ok(self.renderer.check(&self.digest, &ctx.borrow())?)
+    }
+
+    /// Checks every subscriber's copy, on every core; the first failure in list order
+    /// is reported.
+    fn check_all(&self, subscribers: &[SubscriberRow]) -> Result<(), PipelineError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = subscribers.len().div_ceil(cores).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = subscribers
+                .chunks(per)
+                .map(|part| scope.spawn(move || part.iter().try_for_each(|s| self.check(s))))
+                .collect();
+            // Joined in order, so the error reported is the first subscriber's.
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(PipelineError::Worker("pre-flight check".into())))
+            })
+        })
+    }
+
+    /// Renders and builds one subscriber's message.
+    fn make(&self, s: &SubscriberRow) -> Result<Outgoing, PipelineError> {
+        let (digest, number) = (&self.digest, self.number);
+        let owned = self.context(s);
+        let body = self.renderer.render(digest, &owned.borrow())?;
+        let id = deliver::message_id(
+            &digest.name,
+            number,
+            &s.email,
+            self.site.from.email.domain(),
+        );
+        let hash = id
+            .trim_start_matches('<')
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(deliver::build_message(
+            &Addressing {
+                site: &self.site,
+                digest,
+                edition: number,
+                email: &s.email,
+                name: s.name.as_deref(),
+                date: self.at,
+                file_stem: format!("{}-{number:04}-{hash}", digest.name),
+                dkim: self.dkim.as_deref(),
+            },
+            &body,
+        )?)
+    }
+}
+
 struct Run<'a> {
     config: &'a Config,
-    renderer: &'a Renderer,
+    renderer: Arc<Renderer>,
     transport: &'a Transport,
-    dkim: Option<&'a lettre::message::dkim::DkimConfig>,
+    dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
     progress: &'a dyn Progress,
 }
 
@@ -395,13 +502,11 @@ impl Run<'_> {
             });
         }
         let number = prev.map(|p| p.number + 1).unwrap_or(1);
-        let view = self.view(store, &sel)?;
+        let maker = self.maker(digest, number, at, self.view(store, &sel)?);
         // Every copy is rendered once before the edition exists: a template error stops
-        // here, with nothing recorded and nothing sent. Copies are rendered again, one
-        // at a time, as they are sent, so a large edition is never all in memory.
-        for s in &subscribers {
-            self.check_one(digest, number, at, &view, s)?;
-        }
+        // here, with nothing recorded and nothing sent. Copies are rendered again, a few
+        // chunks ahead of sending, so a large edition is never all in memory.
+        maker.check_all(&subscribers)?;
         let created = store.create_edition(
             &NewEdition {
                 digest: digest.name.clone(),
@@ -422,7 +527,7 @@ impl Run<'_> {
         };
         tracing::info!(digest = %digest.name, edition = ed.number, essays = sel.essays.len(),
             replies = sel.replies.len(), subscribers = subscribers.len(), "Created edition.");
-        let tally = self.deliver_edition(store, digest, &ed, &view).await?;
+        let tally = self.deliver_edition(store, &ed, maker).await?;
         Ok(DigestOutcome::Delivered {
             digest: digest.name.clone(),
             edition: ed.number,
@@ -438,10 +543,11 @@ impl Run<'_> {
     async fn deliver_edition(
         &self,
         store: &mut Store,
-        digest: &Digest,
         ed: &store::EditionRow,
-        view: &DigestView,
+        maker: CopyMaker,
     ) -> Result<Tally, PipelineError> {
+        let maker = Arc::new(maker);
+        let digest = &maker.digest;
         let delivery = &self.config.delivery;
         let pacing = Pacing {
             concurrency: delivery.concurrency,
@@ -458,17 +564,14 @@ impl Run<'_> {
                 // templates before the first of them is sent.
                 let subscribers: Vec<SubscriberRow> =
                     rows.iter().map(|r| r.subscriber.clone()).collect();
-                for s in &subscribers {
-                    self.check_one(digest, ed.number, ed.scheduled_for, view, s)?;
-                }
+                maker.check_all(&subscribers)?;
                 self.progress.start(&digest.name, ed.number, rows.len());
+                let m = Arc::clone(&maker);
                 let result = deliver::deliver(
                     store,
                     self.transport,
                     rows,
-                    |row| {
-                        self.render_one(digest, ed.number, ed.scheduled_for, view, &row.subscriber)
-                    },
+                    Arc::new(move |row: &store::PendingDelivery| m.make(&row.subscriber)),
                     &pacing,
                     &|done| self.progress.advance(done),
                 )
@@ -521,7 +624,7 @@ impl Run<'_> {
         if sel.is_empty() {
             return Err(PipelineError::NothingToTest(digest.name.clone()));
         }
-        let view = self.view(store, &sel)?;
+        let maker = self.maker(digest, 0, at, self.view(store, &sel)?);
         let subscriber = SubscriberRow {
             id: 0,
             email: to.to_string(),
@@ -529,7 +632,7 @@ impl Run<'_> {
             timezone: None,
             status: "active".into(),
         };
-        let mut msg = self.render_one(digest, 0, at, &view, &subscriber)?;
+        let mut msg = maker.make(&subscriber)?;
         msg.file_stem = format!("{}-test-{}", msg.file_stem, at.format("%Y%m%dT%H%M%S%.6f"));
         let mut tally = Tally::default();
         match self.transport.send(&msg).await {
@@ -558,88 +661,21 @@ impl Run<'_> {
         Ok(edition::compose(sel, &parents))
     }
 
-    /// Runs one subscriber's templates (no CSS inlining, no message): the pre-flight.
-    fn check_one(
+    fn maker(
         &self,
         digest: &Digest,
         number: i64,
         at: DateTime<Utc>,
-        view: &DigestView,
-        s: &SubscriberRow,
-    ) -> Result<(), PipelineError> {
-        let ctx = self.context(digest, number, at, view, s);
-        Ok(self.renderer.check(digest, &ctx.borrow())?)
-    }
-
-    fn context<'v>(
-        &self,
-        digest: &Digest,
-        number: i64,
-        at: DateTime<Utc>,
-        view: &'v DigestView,
-        s: &SubscriberRow,
-    ) -> OwnedContext<'v> {
-        let site = &self.config.site;
-        OwnedContext {
-            site: SiteInfo {
-                name: site.name.clone(),
-                base_url: site.base_url.clone(),
-            },
-            digest: DigestInfo {
-                name: digest.name.clone(),
-                title: digest.title.clone(),
-            },
-            edition: EditionInfo {
-                number,
-                date: store::ts(at),
-            },
-            subscriber: SubscriberInfo {
-                name: s.name.clone(),
-                email: s.email.clone(),
-                timezone: s
-                    .timezone
-                    .clone()
-                    .unwrap_or_else(|| digest.timezone.name().to_owned()),
-            },
+        view: DigestView,
+    ) -> CopyMaker {
+        CopyMaker {
+            renderer: Arc::clone(&self.renderer),
+            dkim: self.dkim.clone(),
+            site: self.config.site.clone(),
+            digest: digest.clone(),
             view,
-            unsubscribe_url: deliver::unsubscribe_mailto(site, digest),
+            number,
+            at,
         }
-    }
-
-    /// Renders and builds one subscriber's message.
-    fn render_one(
-        &self,
-        digest: &Digest,
-        number: i64,
-        at: DateTime<Utc>,
-        view: &DigestView,
-        s: &SubscriberRow,
-    ) -> Result<Outgoing, PipelineError> {
-        let site = &self.config.site;
-        let owned = self.context(digest, number, at, view, s);
-        let body = self.renderer.render(digest, &owned.borrow())?;
-        let id = deliver::message_id(&digest.name, number, &s.email, site.from.email.domain());
-        let hash = id
-            .trim_start_matches('<')
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .rsplit('.')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        Ok(deliver::build_message(
-            &Addressing {
-                site,
-                digest,
-                edition: number,
-                email: &s.email,
-                name: s.name.as_deref(),
-                date: at,
-                file_stem: format!("{}-{number:04}-{hash}", digest.name),
-                dkim: self.dkim,
-            },
-            &body,
-        )?)
     }
 }

@@ -294,12 +294,11 @@ fn register_helpers(tera: &mut Tera) {
     tera.register_filter("wrap", |v: &Value, args: &HashMap<String, Value>| {
         let text = v.as_str().unwrap_or_default();
         let indent = arg_str(args, "indent").unwrap_or("");
-        let opts = textwrap::Options::new(arg_usize(args, "width", 72))
-            .initial_indent(indent)
-            .subsequent_indent(indent)
-            .word_splitter(textwrap::WordSplitter::NoHyphenation)
-            .break_words(false);
-        Ok(Value::String(textwrap::fill(text, opts)))
+        Ok(Value::String(normalize::wrap(
+            text,
+            arg_usize(args, "width", 72),
+            indent,
+        )))
     });
     // `{{ "    " | repeat(n=reply.depth) }}`: a string n times, for indenting threads.
     tera.register_filter("repeat", |v: &Value, args: &HashMap<String, Value>| {

@@ -16,13 +16,14 @@ pub use message::{
 };
 pub use transport::{SendError, Transport};
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use governor::{Quota, RateLimiter};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::Rate;
 use crate::store::{Claim, Outcome, PendingDelivery, Store, StoreError};
@@ -75,6 +76,9 @@ pub enum DeliverError<E: std::error::Error + 'static> {
     /// A message could not be built; nothing further was sent.
     #[error(transparent)]
     Build(E),
+    /// A rendering worker panicked; nothing further was sent.
+    #[error("delivery stopped, a rendering worker failed: {0}")]
+    Worker(String),
 }
 
 /// This process's claim token, `<pid>:<nonce>`.
@@ -102,14 +106,81 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     exp.mul_f64(0.75 + fastrand::f64() / 2.0)
 }
 
+/// Makes one row's message; runs on worker threads, so it owns what it needs.
+pub type Build<E> = Arc<dyn Fn(&PendingDelivery) -> Result<Outgoing, E> + Send + Sync>;
+
+type Built<E> = (PendingDelivery, Option<Result<Outgoing, E>>);
+
+/// Messages are rendered in chunks on the blocking pool, a few chunks ahead of the
+/// claims: rendering uses every core while the ledger and the sockets are served here,
+/// and only those chunks are ever in memory.
+struct RenderAhead<E> {
+    queue: std::vec::IntoIter<PendingDelivery>,
+    rendering: VecDeque<JoinHandle<Vec<Built<E>>>>,
+    ready: VecDeque<Built<E>>,
+    build: Build<E>,
+    chunk: usize,
+    ahead: usize,
+}
+
+impl<E: Send + 'static> RenderAhead<E> {
+    fn new(rows: Vec<PendingDelivery>, build: Build<E>, concurrency: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut r = RenderAhead {
+            queue: rows.into_iter(),
+            rendering: VecDeque::new(),
+            ready: VecDeque::new(),
+            build,
+            chunk: concurrency.clamp(8, 64),
+            ahead: cores + 1,
+        };
+        r.refill();
+        r
+    }
+
+    fn refill(&mut self) {
+        while self.rendering.len() < self.ahead && self.queue.len() > 0 {
+            let rows: Vec<PendingDelivery> = self.queue.by_ref().take(self.chunk).collect();
+            let build = Arc::clone(&self.build);
+            self.rendering
+                .push_back(tokio::task::spawn_blocking(move || {
+                    rows.into_iter()
+                        .map(|row| {
+                            // A subscriber who left since the edition was made gets nothing,
+                            // so nothing is rendered for them.
+                            let msg = (row.subscriber.status == "active").then(|| build(&row));
+                            (row, msg)
+                        })
+                        .collect()
+                }));
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.ready.len() + self.rendering.len() + self.queue.len()
+    }
+
+    async fn next(&mut self) -> Option<Result<Built<E>, tokio::task::JoinError>> {
+        if self.ready.is_empty() {
+            let handle = self.rendering.pop_front()?;
+            match handle.await {
+                Ok(chunk) => self.ready.extend(chunk),
+                Err(e) => return Some(Err(e)),
+            }
+            self.refill();
+        }
+        self.ready.pop_front().map(Ok)
+    }
+}
+
 /// Delivers the owed rows: claims, sends with `concurrency` in flight and at most
-/// `rate`, and settles each outcome. `build` makes a row's message (called just before
-/// its claim, so the messages of a large edition are never all in memory).
-pub async fn deliver<E: std::error::Error + 'static>(
+/// `rate`, and settles each outcome. `build` makes a row's message on a worker thread,
+/// a few chunks ahead of its claim, so a large edition is never all in memory.
+pub async fn deliver<E: std::error::Error + Send + 'static>(
     store: &mut Store,
     transport: &Transport,
     rows: Vec<PendingDelivery>,
-    mut build: impl FnMut(&PendingDelivery) -> Result<Outgoing, E>,
+    build: Build<E>,
     pacing: &Pacing,
     progress: &dyn Fn(usize),
 ) -> Result<Tally, DeliverError<E>> {
@@ -124,38 +195,44 @@ pub async fn deliver<E: std::error::Error + 'static>(
     let mut tally = Tally::default();
     let mut settle: Vec<Outcome> = Vec::new();
     let mut in_flight: JoinSet<(PendingDelivery, Result<String, SendError>)> = JoinSet::new();
-    let mut queue = rows.into_iter();
+    let mut queue = RenderAhead::new(rows, build, concurrency);
     let mut done = 0usize;
     loop {
-        // Fill free slots: build, pace, then claim the whole batch in one commit that
-        // also settles whatever finished since the last one.
+        // Fill free slots: take rendered messages, pace, then claim the whole batch in
+        // one commit that also settles whatever finished since the last one.
         let mut batch: Vec<(PendingDelivery, Outgoing)> = Vec::new();
         while in_flight.len() + batch.len() < concurrency {
-            let Some(row) = queue.next() else { break };
-            if row.subscriber.status != "active" {
-                settle.push(Outcome::Suppressed {
-                    id: row.id,
-                    reason: format!("subscriber is {}", row.subscriber.status),
-                });
-                tally.suppressed += 1;
-                continue;
-            }
-            let msg = match build(&row) {
-                Ok(m) => m,
-                Err(e) => {
-                    drain(&mut in_flight, &mut settle, &mut tally, pacing).await;
-                    store.step(&settle, &[], claimant())?;
-                    return Err(DeliverError::Build(e));
-                }
-            };
-            if let Some(l) = &limiter {
-                l.until_ready().await;
-            }
-            batch.push((row, msg));
-            if limiter.is_some() {
-                // Paced sending claims one at a time so claims follow the rate.
+            let Some(next) = queue.next().await else {
                 break;
-            }
+            };
+            let failure = match next {
+                Ok((row, None)) => {
+                    settle.push(Outcome::Suppressed {
+                        id: row.id,
+                        reason: format!("subscriber is {}", row.subscriber.status),
+                    });
+                    tally.suppressed += 1;
+                    continue;
+                }
+                Ok((row, Some(Ok(msg)))) => {
+                    if let Some(l) = &limiter {
+                        l.until_ready().await;
+                    }
+                    batch.push((row, msg));
+                    if limiter.is_some() {
+                        // Paced sending claims one at a time so claims follow the rate.
+                        break;
+                    }
+                    continue;
+                }
+                Ok((_, Some(Err(e)))) => DeliverError::Build(e),
+                Err(e) => DeliverError::Worker(e.to_string()),
+            };
+            // Nothing of this batch was claimed: finish what is in flight, record it,
+            // and stop before anything else is sent.
+            drain(&mut in_flight, &mut settle, &mut tally, pacing).await;
+            store.step(&settle, &[], claimant())?;
+            return Err(failure);
         }
         if !batch.is_empty() || !settle.is_empty() {
             let claims: Vec<Claim> = batch
@@ -183,7 +260,7 @@ pub async fn deliver<E: std::error::Error + 'static>(
             }
         }
         if in_flight.is_empty() {
-            if queue.len() == 0 {
+            if queue.remaining() == 0 {
                 break;
             }
             continue;
@@ -191,7 +268,7 @@ pub async fn deliver<E: std::error::Error + 'static>(
         // Block for a completion only when no slot is free or nothing is left to claim;
         // otherwise collect what has finished and go on claiming (a paced run waits in
         // the rate limiter instead).
-        if in_flight.len() >= concurrency || queue.len() == 0 {
+        if in_flight.len() >= concurrency || queue.remaining() == 0 {
             if let Some(joined) = in_flight.join_next().await {
                 record(joined, &mut settle, &mut tally, pacing);
             }

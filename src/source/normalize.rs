@@ -220,9 +220,9 @@ pub fn html_line(s: &str) -> String {
     crate::config::plain_line(&html_to_text(s, 10_000))
 }
 
-/// Memoises a conversion of `input`: a digest renders the same essay's excerpt once per
+/// Memoises a conversion of `inputs`: a digest renders the same essay's excerpt once per
 /// subscriber, and HTML-to-text is most of the cost of rendering (see the benchmark).
-fn memo(kind: u8, input: &str, n: usize, compute: impl FnOnce() -> String) -> String {
+fn memo(kind: u8, inputs: &[&str], n: usize, compute: impl FnOnce() -> String) -> String {
     use std::collections::HashMap;
     use std::hash::{Hash, Hasher};
     use std::sync::{Mutex, OnceLock};
@@ -230,8 +230,8 @@ fn memo(kind: u8, input: &str, n: usize, compute: impl FnOnce() -> String) -> St
     static CACHE: OnceLock<Mutex<HashMap<Key, String>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    input.hash(&mut h);
-    let key = (kind, h.finish(), input.len(), n);
+    inputs.hash(&mut h);
+    let key = (kind, h.finish(), inputs.iter().map(|s| s.len()).sum(), n);
     if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return hit;
     }
@@ -248,7 +248,7 @@ fn memo(kind: u8, input: &str, n: usize, compute: impl FnOnce() -> String) -> St
 
 /// Converts sanitised HTML to wrapped plain text for the text/plain part.
 pub fn html_to_text(input: &str, width: usize) -> String {
-    memo(0, input, width, || convert_html(input, width))
+    memo(0, &[input], width, || convert_html(input, width))
 }
 
 fn convert_html(input: &str, width: usize) -> String {
@@ -260,9 +260,22 @@ fn convert_html(input: &str, width: usize) -> String {
         .to_owned()
 }
 
+/// Word-wraps plain text to `width` columns, every line starting with `indent`; never
+/// splits a word. Memoised: the same reply is wrapped for every copy of a digest.
+pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    memo(2, &[text, indent], width, || {
+        let opts = textwrap::Options::new(width)
+            .initial_indent(indent)
+            .subsequent_indent(indent)
+            .word_splitter(textwrap::WordSplitter::NoHyphenation)
+            .break_words(false);
+        textwrap::fill(text, opts)
+    })
+}
+
 /// The first `words` words of some HTML's text, with an ellipsis when cut.
 pub fn excerpt(input_html: &str, words: usize) -> String {
-    memo(1, input_html, words, || cut_words(input_html, words))
+    memo(1, &[input_html], words, || cut_words(input_html, words))
 }
 
 fn cut_words(input_html: &str, words: usize) -> String {

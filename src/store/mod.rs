@@ -1,8 +1,8 @@
 //! The only code that touches SQLite: migrations, idempotent upserts, editions,
 //! deliveries and subscribers. It stores and answers; it holds no business rules.
 //!
-//! WAL mode with `synchronous=NORMAL`: a committed transaction survives a process crash
-//! (ARCHITECTURE.md, "Durability and speed of the ledger").
+//! WAL mode with `synchronous=FULL`: a committed claim or settlement survives a process
+//! crash and power loss (ARCHITECTURE.md, "Durability and speed of the ledger").
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
