@@ -48,14 +48,31 @@ pub struct Cli {
     /// Print only errors.
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Log format on stderr: "text" (default) or "json" (one object per line, for services).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Gazette's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run as a service: gather every `daemon.gather_every`, send each digest on its
+    /// schedule, retry deferred messages. SIGTERM/SIGINT stop gracefully (messages in
+    /// flight finish within `daemon.shutdown_grace`); SIGHUP reloads the config (kept
+    /// only if valid). Logs at info level unless -q; see also --log-format.
+    Run,
     /// Validate the config and templates, listing every problem with file:line:column.
     Check,
     /// Gather, then make and deliver each digest's next edition (continuing unfinished ones first).
@@ -99,7 +116,12 @@ pub struct SendArgs {
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging(cli.verbose, cli.quiet);
+    // A service logs what it does by default; one-off commands print their own summary.
+    let verbose = match cli.command {
+        Command::Run => cli.verbose.max(1),
+        _ => cli.verbose,
+    };
+    init_logging(verbose, cli.quiet, cli.log_format);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -126,7 +148,7 @@ fn print_line(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -135,12 +157,16 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GAZETTE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("gazette={level}")));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }
 
 async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
@@ -157,6 +183,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         }
     };
     match &cli.command {
+        Command::Run => run_daemon(config).await,
         Command::Check => check(&config, say),
         Command::Send(args) => send(&config, args, cli.quiet, say).await,
         Command::Gather => {
@@ -287,6 +314,42 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
     }
 }
 
+async fn run_daemon(config: Config) -> anyhow::Result<u8> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (handle, controls) = crate::daemon::controls();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let signals = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: stopping after the messages in flight.");
+                    let _ = handle.stop.send(true);
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: stopping after the messages in flight.");
+                    let _ = handle.stop.send(true);
+                }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration.");
+                    let _ = handle.reload.send(());
+                }
+            }
+        }
+    });
+    let result = crate::daemon::run(config, controls).await;
+    signals.abort();
+    match result {
+        Ok(()) => Ok(EXIT_OK),
+        Err(e) => {
+            tracing::error!(error = %e, "Gazette stopped on an error.");
+            eprintln!("error: {e}");
+            Ok(EXIT_ERROR)
+        }
+    }
+}
+
 async fn send(
     config: &Config,
     args: &SendArgs,
@@ -313,9 +376,8 @@ async fn send(
         config,
         &SendOptions {
             digest: args.digest.clone(),
-            mode: mode.clone(),
             resume_only: args.resume,
-            progress: Arc::new(Bar::new(quiet)),
+            ..SendOptions::new(mode.clone(), Arc::new(Bar::new(quiet)))
         },
     )
     .await?;

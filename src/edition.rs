@@ -291,6 +291,8 @@ mod tests {
             skip_if_empty: true,
             max_essays: None,
             first_edition_lookback: Duration::days(7),
+            catch_up: crate::schedule::CatchUp::Once,
+            local_time: false,
         }
     }
 
@@ -353,6 +355,7 @@ mod tests {
         let prev = EditionRow {
             id: 1,
             digest: "weekly".into(),
+            audience: String::new(),
             number: 1,
             scheduled_for: t(19, 8),
             window_from: t(12, 8),

@@ -2,10 +2,12 @@
 //!
 //! The pipeline runs one way, one module per stage (see ARCHITECTURE.md):
 //! [`config`] → [`source`] → [`store`] → [`edition`] → [`render`] → [`deliver`] → [`store`].
-//! [`pipeline`] drives the stages for one `send` or `gather`; [`cli`] is the command line.
+//! [`pipeline`] drives the stages for one `send` or `gather`; [`daemon`] runs them on
+//! [`schedule`]s as a service; [`cli`] is the command line.
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod deliver;
 pub mod edition;
 pub mod pipeline;

@@ -15,7 +15,8 @@ use lettre::Address;
 
 use crate::config::{Config, Digest, Site};
 use crate::deliver::{
-    self, Addressing, BuildError, DeliverError, Outgoing, Pacing, SendError, Tally, Transport,
+    self, Addressing, BuildError, DeliverError, Outgoing, Pacing, SendError, StopSignal, Tally,
+    Transport,
 };
 use crate::edition::{self, DigestView, Selection};
 use crate::render::{
@@ -66,8 +67,36 @@ pub struct SendOptions {
     pub mode: Mode,
     /// Only finish unfinished editions: no gathering, no new edition.
     pub resume_only: bool,
+    /// Gather every source first (the daemon gathers on its own clock instead).
+    pub gather: bool,
+    /// The schedule tick a new edition belongs to (the daemon's); `None`: now.
+    pub tick: Option<DateTime<Utc>>,
+    /// For local-time digests, only this audience (time zone); `None`: every audience.
+    pub audience: Option<String>,
+    /// Wait within this send for deferred messages that come due soon
+    /// (`delivery.retry_within_run`); the daemon retries on its own clock instead.
+    pub wait_for_retries: bool,
+    /// Asks the send to stop early (the daemon's SIGTERM).
+    pub stop: StopSignal,
     /// Where delivery progress goes.
     pub progress: Arc<dyn Progress>,
+}
+
+impl SendOptions {
+    /// What a one-off `gazette send` does: gather, then deliver everything owed.
+    pub fn new(mode: Mode, progress: Arc<dyn Progress>) -> SendOptions {
+        SendOptions {
+            digest: None,
+            mode,
+            resume_only: false,
+            gather: true,
+            tick: None,
+            audience: None,
+            wait_for_retries: true,
+            stop: StopSignal::never(),
+            progress,
+        }
+    }
 }
 
 /// The result of gathering one source.
@@ -192,10 +221,23 @@ pub async fn gather(
     store: &mut Store,
     now: DateTime<Utc>,
 ) -> Result<Vec<GatherOutcome>, PipelineError> {
+    gather_some(config, store, &|_| true, now).await
+}
+
+/// Gathers the sources whose names `wanted` accepts, like [`gather`].
+pub async fn gather_some(
+    config: &Config,
+    store: &mut Store,
+    wanted: &dyn Fn(&str) -> bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<GatherOutcome>, PipelineError> {
     let http = Arc::new(HttpClient::new(config.http.clone(), &config.site.base_url)?);
     let permits = Arc::new(Semaphore::new(GATHER_CONCURRENCY));
     let mut tasks = JoinSet::new();
     for (i, src) in config.sources.iter().enumerate() {
+        if !wanted(src.name()) {
+            continue;
+        }
         let memory = store.source_memory(src.name())?;
         let ctx = GatherContext {
             http: http.clone(),
@@ -294,7 +336,7 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
     let gathered_at = time::now();
     store.sync_subscribers(&config.subscribers, gathered_at)?;
     let mut report = SendReport::default();
-    if !opts.resume_only {
+    if opts.gather && !opts.resume_only {
         report.gathered = gather(config, &mut store, gathered_at).await?;
     }
     let transport = match &opts.mode {
@@ -307,7 +349,7 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         renderer,
         transport: &transport,
         dkim,
-        progress: opts.progress.as_ref(),
+        opts,
     };
     for digest in digests {
         if let Mode::TestTo(addr) = &opts.mode {
@@ -322,6 +364,7 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
             let maker = run.maker(digest, ed.number, ed.scheduled_for, run.view(&store, &sel)?);
             tracing::info!(digest = %digest.name, edition = ed.number, "Resuming unfinished edition.");
             let tally = run.deliver_edition(&mut store, &ed, maker).await?;
+            let stopped = tally.stopped;
             report.digests.push(DigestOutcome::Delivered {
                 digest: digest.name.clone(),
                 edition: ed.number,
@@ -330,11 +373,26 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
                 replies: sel.replies.len(),
                 tally,
             });
+            if stopped {
+                return Ok(report);
+            }
         }
-        if !opts.resume_only {
-            report
-                .digests
-                .push(run.next_edition(&mut store, digest, gathered_at).await?);
+        if opts.resume_only {
+            continue;
+        }
+        let audiences: Vec<String> = match (&opts.audience, digest.local_time) {
+            (_, false) => vec![String::new()],
+            (Some(zone), true) => vec![zone.clone()],
+            (None, true) => audiences(&store, digest)?,
+        };
+        for audience in audiences {
+            if opts.stop.is_set() {
+                return Ok(report);
+            }
+            report.digests.push(
+                run.next_edition(&mut store, digest, gathered_at, &audience)
+                    .await?,
+            );
         }
     }
     Ok(report)
@@ -465,12 +523,31 @@ impl CopyMaker {
     }
 }
 
+/// The time zones of a local-time digest's active readers (the digest's own zone for
+/// readers without one): each is an audience with its own editions.
+pub fn audiences(store: &Store, digest: &Digest) -> Result<Vec<String>, StoreError> {
+    let mut zones: Vec<String> = store
+        .active_subscribers(&digest.name)?
+        .into_iter()
+        .map(|s| audience_of(digest, &s))
+        .collect();
+    zones.sort();
+    zones.dedup();
+    Ok(zones)
+}
+
+fn audience_of(digest: &Digest, s: &SubscriberRow) -> String {
+    s.timezone
+        .clone()
+        .unwrap_or_else(|| digest.timezone.name().to_owned())
+}
+
 struct Run<'a> {
     config: &'a Config,
     renderer: Arc<Renderer>,
     transport: &'a Transport,
     dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
-    progress: &'a dyn Progress,
+    opts: &'a SendOptions,
 }
 
 impl Run<'_> {
@@ -479,10 +556,13 @@ impl Run<'_> {
         store: &mut Store,
         digest: &Digest,
         gathered_at: DateTime<Utc>,
+        audience: &str,
     ) -> Result<DigestOutcome, PipelineError> {
         let prev = store.last_edition(&digest.name)?;
+        let prev_here = store.last_edition_for(&digest.name, audience)?;
         let at = after(gathered_at);
-        let window = edition::next_window(digest, prev.as_ref(), at);
+        // A reader's copy covers what is new since their audience's previous edition.
+        let window = edition::next_window(digest, prev_here.as_ref(), at);
         let sel = edition::select(
             digest,
             &window,
@@ -495,14 +575,18 @@ impl Run<'_> {
                 since: window.from,
             });
         }
-        let subscribers = store.active_subscribers(&digest.name)?;
+        let mut subscribers = store.active_subscribers(&digest.name)?;
+        if !audience.is_empty() {
+            subscribers.retain(|s| audience_of(digest, s) == audience);
+        }
         if subscribers.is_empty() {
             return Ok(DigestOutcome::NoSubscribers {
                 digest: digest.name.clone(),
             });
         }
         let number = prev.map(|p| p.number + 1).unwrap_or(1);
-        let maker = self.maker(digest, number, at, self.view(store, &sel)?);
+        let scheduled_for = self.opts.tick.unwrap_or(at);
+        let maker = self.maker(digest, number, scheduled_for, self.view(store, &sel)?);
         // Every copy is rendered once before the edition exists: a template error stops
         // here, with nothing recorded and nothing sent. Copies are rendered again, a few
         // chunks ahead of sending, so a large edition is never all in memory.
@@ -510,8 +594,9 @@ impl Run<'_> {
         let created = store.create_edition(
             &NewEdition {
                 digest: digest.name.clone(),
+                audience: audience.to_owned(),
                 number,
-                scheduled_for: at,
+                scheduled_for,
                 window_from: window.from,
                 window_to: window.to,
                 essays: sel.essays.iter().map(|e| e.id).collect(),
@@ -525,7 +610,7 @@ impl Run<'_> {
                 digest: digest.name.clone(),
             });
         };
-        tracing::info!(digest = %digest.name, edition = ed.number, essays = sel.essays.len(),
+        tracing::info!(digest = %digest.name, edition = ed.number, audience = %audience, essays = sel.essays.len(),
             replies = sel.replies.len(), subscribers = subscribers.len(), "Created edition.");
         let tally = self.deliver_edition(store, &ed, maker).await?;
         Ok(DigestOutcome::Delivered {
@@ -565,7 +650,8 @@ impl Run<'_> {
                 let subscribers: Vec<SubscriberRow> =
                     rows.iter().map(|r| r.subscriber.clone()).collect();
                 maker.check_all(&subscribers)?;
-                self.progress.start(&digest.name, ed.number, rows.len());
+                let progress = self.opts.progress.as_ref();
+                progress.start(&digest.name, ed.number, rows.len());
                 let m = Arc::clone(&maker);
                 let result = deliver::deliver(
                     store,
@@ -573,11 +659,18 @@ impl Run<'_> {
                     rows,
                     Arc::new(move |row: &store::PendingDelivery| m.make(&row.subscriber)),
                     &pacing,
-                    &|done| self.progress.advance(done),
+                    &self.opts.stop,
+                    &|done| progress.advance(done),
                 )
                 .await;
-                self.progress.finish();
+                progress.finish();
                 tally.add(result?);
+                if tally.stopped {
+                    return Ok(tally);
+                }
+            }
+            if !self.opts.wait_for_retries {
+                break;
             }
             let Some(next) = store.next_deferred_at(ed.id)? else {
                 break;

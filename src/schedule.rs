@@ -86,6 +86,8 @@ pub struct Decision {
     pub fire: Option<DateTime<Utc>>,
     /// Ticks that came due since the last fire (including the one fired).
     pub missed: usize,
+    /// The latest tick that came due, fired or not: handled after this decision.
+    pub latest: Option<DateTime<Utc>>,
     /// The next tick after `now`.
     pub next: Option<DateTime<Utc>>,
 }
@@ -121,7 +123,12 @@ pub fn decide(
             CatchUp::Within(d) => now - *t <= d,
         }
     });
-    Decision { fire, missed, next }
+    Decision {
+        fire,
+        missed,
+        latest,
+        next,
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +226,40 @@ mod tests {
         assert_eq!(
             fires("0 9 * * 1", "UTC", "2025-06-01T10:00:00Z", 1),
             vec!["2025-06-02 09:00 UTC"]
+        );
+    }
+
+    #[test]
+    fn local_time_fan_out_puts_eight_o_clock_at_each_readers_own_morning() {
+        // One schedule read in three readers' zones, across Berlin's change on 25 October
+        // and Toronto's on 1 November; Kolkata has no DST.
+        let at = |zone: &str| fires("0 8 * * *", zone, "2026-10-24T00:00:00Z", 2);
+        let utc_of = |zone: &str| -> Vec<String> {
+            let s = parse_schedule("0 8 * * *").unwrap();
+            fire_times(&s, zone.parse().unwrap(), utc("2026-10-31T00:00:00Z"))
+                .take(2)
+                .map(|t| t.to_rfc3339())
+                .collect()
+        };
+        assert_eq!(
+            at("Asia/Kolkata"),
+            ["2026-10-24 08:00 IST", "2026-10-25 08:00 IST"]
+        );
+        assert_eq!(
+            at("Europe/Berlin"),
+            ["2026-10-24 08:00 CEST", "2026-10-25 08:00 CET"]
+        );
+        assert_eq!(
+            utc_of("Asia/Kolkata"),
+            ["2026-10-31T02:30:00+00:00", "2026-11-01T02:30:00+00:00"]
+        );
+        assert_eq!(
+            utc_of("America/Toronto"),
+            ["2026-10-31T12:00:00+00:00", "2026-11-01T13:00:00+00:00"]
+        );
+        assert_eq!(
+            utc_of("Europe/Berlin"),
+            ["2026-10-31T07:00:00+00:00", "2026-11-01T07:00:00+00:00"]
         );
     }
 

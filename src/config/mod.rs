@@ -39,6 +39,29 @@ pub struct Config {
     pub digests: Vec<Digest>,
     /// Subscribers listed in the file.
     pub subscribers: Vec<Subscriber>,
+    /// How `gazette run` behaves.
+    pub daemon: DaemonSettings,
+}
+
+/// The `[daemon]` table and the per-source `gather_every` overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSettings {
+    /// How often each source is gathered.
+    pub gather_every: std::time::Duration,
+    /// Per-source overrides of `gather_every`, by source name.
+    pub source_gather_every: std::collections::BTreeMap<String, std::time::Duration>,
+    /// How long a stop waits for the messages in flight.
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl DaemonSettings {
+    /// How often the named source is gathered.
+    pub fn gather_every(&self, source: &str) -> std::time::Duration {
+        self.source_gather_every
+            .get(source)
+            .copied()
+            .unwrap_or(self.gather_every)
+    }
 }
 
 /// The `[site]` table.
@@ -272,6 +295,10 @@ pub struct Digest {
     pub max_essays: Option<usize>,
     /// How far back the first edition reaches.
     pub first_edition_lookback: chrono::Duration,
+    /// What `gazette run` does about ticks missed while it was down.
+    pub catch_up: crate::schedule::CatchUp,
+    /// Fire at the schedule's wall-clock time in each subscriber's own time zone.
+    pub local_time: bool,
 }
 
 /// One `[[subscriber]]`.
@@ -482,10 +509,12 @@ impl<'t> Validator<'t> {
                 "state",
                 "delivery",
                 "http",
+                "daemon",
                 "source",
                 "digest",
                 "subscriber",
             ],
+            (Some("daemon"), _) => &["gather_every", "shutdown_grace"],
             (Some("site"), _) => &[
                 "name",
                 "base_url",
@@ -533,6 +562,7 @@ impl<'t> Validator<'t> {
                 "comment_feeds",
                 "comment_feed_limit",
                 "max_pages",
+                "gather_every",
             ],
             (Some("http"), _) => &[
                 "timeout",
@@ -553,6 +583,8 @@ impl<'t> Validator<'t> {
                 "skip_if_empty",
                 "max_essays",
                 "first_edition_lookback",
+                "catch_up",
+                "local_time",
             ],
             (Some("subscriber"), _) => &["email", "name", "digests", "timezone"],
             _ => &[],
@@ -635,6 +667,7 @@ impl<'t> Validator<'t> {
         let mut sources = Vec::new();
         let mut seen = HashSet::new();
         let mut source_names = Vec::new();
+        let mut source_gather_every = std::collections::BTreeMap::new();
         for (i, s) in raw.sources.iter().enumerate() {
             let key = format!("source[{i}]");
             let segs = [Seg::Key("source".into()), Seg::Index(i)];
@@ -652,6 +685,10 @@ impl<'t> Validator<'t> {
                         name.get_ref()
                     ),
                 );
+            }
+            if let Some(every) = &s.gather_every {
+                let d = self.interval(every, &format!("{key}.gather_every"));
+                source_gather_every.insert(name.get_ref().clone(), d);
             }
             if let Some(src) = self.source(s, name, kind, &key, &resolve, base_url.as_deref()) {
                 sources.push(src);
@@ -746,6 +783,21 @@ impl<'t> Validator<'t> {
             sources,
             digests,
             subscribers,
+            daemon: DaemonSettings {
+                gather_every: raw
+                    .daemon
+                    .gather_every
+                    .as_ref()
+                    .map(|g| self.interval(g, "daemon.gather_every"))
+                    .unwrap_or(std::time::Duration::from_secs(15 * 60)),
+                source_gather_every,
+                shutdown_grace: raw
+                    .daemon
+                    .shutdown_grace
+                    .as_ref()
+                    .map(|g| self.interval(g, "daemon.shutdown_grace"))
+                    .unwrap_or(std::time::Duration::from_secs(30)),
+            },
         })
     }
 
@@ -784,6 +836,21 @@ impl<'t> Validator<'t> {
     }
 
     /// A whole number of at least `min`.
+    /// A positive duration such as "15m"; a bad one is reported and replaced by one minute
+    /// so that validation can go on (the config is refused anyway).
+    fn interval(&mut self, v: &S, key: &str) -> std::time::Duration {
+        match humantime::parse_duration(v.get_ref().trim()) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                self.at_span(
+                    v,
+                    format!("`{key}`: \"{}\" is not a positive duration; write e.g. \"30s\", \"15m\" or \"1h\"", v.get_ref()),
+                );
+                std::time::Duration::from_secs(60)
+            }
+        }
+    }
+
     fn count(&mut self, v: &Option<Spanned<i64>>, key: &str, min: i64) -> Option<u64> {
         let v = v.as_ref()?;
         match u64::try_from(*v.get_ref()) {
@@ -1365,6 +1432,16 @@ impl<'t> Validator<'t> {
             .as_ref()
             .map(|s| s.get_ref().clone())
             .unwrap_or_else(|| "{{ site.name }}: {{ digest.title }}".into());
+        let catch_up = match &d.catch_up {
+            None => Some(crate::schedule::CatchUp::Once),
+            Some(c) => crate::schedule::CatchUp::parse(c.get_ref()).or_else(|| {
+                self.at_span(
+                    c,
+                    format!("`{key}.catch_up`: \"{}\" is not a catch-up policy; write \"skip\", \"once\" or \"within:<duration>\" (e.g. \"within:6h\")", c.get_ref()),
+                );
+                None
+            }),
+        };
         Some(Digest {
             title: d
                 .title
@@ -1382,6 +1459,8 @@ impl<'t> Validator<'t> {
             skip_if_empty: d.skip_if_empty.unwrap_or(true),
             max_essays,
             first_edition_lookback: lookback?,
+            catch_up: catch_up?,
+            local_time: d.local_time.unwrap_or(false),
         })
     }
 

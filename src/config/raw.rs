@@ -21,6 +21,8 @@ pub(crate) struct RawConfig {
     pub(crate) delivery: RawDelivery,
     #[serde(default)]
     pub(crate) http: RawHttp,
+    #[serde(default)]
+    pub(crate) daemon: RawDaemon,
     #[serde(default, rename = "source")]
     pub(crate) sources: Vec<RawSource>,
     #[serde(default, rename = "digest")]
@@ -114,6 +116,15 @@ pub(crate) struct RawHttp {
     pub(crate) per_host: Option<Spanned<i64>>,
 }
 
+/// `[daemon]`: how `gazette run` behaves.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawDaemon {
+    /// How often sources are gathered; default "15m".
+    pub(crate) gather_every: Option<S>,
+    /// How long a stop waits for messages in flight; default "30s".
+    pub(crate) shutdown_grace: Option<S>,
+}
+
 /// One `[[source]]`. A flat struct rather than a tagged enum: toml's spans do not survive
 /// serde's buffering of internally tagged enums, and the per-type keys are checked in
 /// validation with their own locations.
@@ -131,6 +142,8 @@ pub(crate) struct RawSource {
     pub(crate) comment_feeds: Option<Spanned<bool>>,
     pub(crate) comment_feed_limit: Option<Spanned<i64>>,
     pub(crate) max_pages: Option<Spanned<i64>>,
+    /// Overrides `daemon.gather_every` for this source.
+    pub(crate) gather_every: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +161,10 @@ pub(crate) struct RawDigest {
     pub(crate) skip_if_empty: Option<bool>,
     pub(crate) max_essays: Option<Spanned<i64>>,
     pub(crate) first_edition_lookback: Option<S>,
+    /// "skip", "once" (default) or "within:<duration>".
+    pub(crate) catch_up: Option<S>,
+    /// Fire at the schedule's wall-clock time in each subscriber's zone.
+    pub(crate) local_time: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -54,6 +54,8 @@ pub struct Tally {
     pub bounced: usize,
     /// Not sent: the subscriber left or bounced since the edition was made.
     pub suppressed: usize,
+    /// The run was asked to stop before every row was claimed.
+    pub stopped: bool,
 }
 
 impl Tally {
@@ -64,6 +66,7 @@ impl Tally {
         self.failed.extend(other.failed);
         self.bounced += other.bounced;
         self.suppressed += other.suppressed;
+        self.stopped |= other.stopped;
     }
 }
 
@@ -104,6 +107,40 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)));
     // Jitter spreads retries so a recovering server is not hit by all of them at once.
     exp.mul_f64(0.75 + fastrand::f64() / 2.0)
+}
+
+/// Asks a delivery run to stop: claim nothing more, let the messages in flight finish
+/// within `grace`, record what happened. Rows not claimed stay pending for the next run.
+#[derive(Debug, Clone)]
+pub struct StopSignal {
+    rx: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+}
+
+impl StopSignal {
+    /// A signal set when `rx` turns true.
+    pub fn new(rx: tokio::sync::watch::Receiver<bool>, grace: Duration) -> Self {
+        StopSignal { rx, grace }
+    }
+
+    /// A signal that is never set (one-off commands stop with the process).
+    pub fn never() -> Self {
+        let (_, rx) = tokio::sync::watch::channel(false);
+        StopSignal {
+            rx,
+            grace: Duration::ZERO,
+        }
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_set(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// The channel this signal watches.
+    pub fn receiver(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.rx.clone()
+    }
 }
 
 /// Makes one row's message; runs on worker threads, so it owns what it needs.
@@ -182,6 +219,7 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
     rows: Vec<PendingDelivery>,
     build: Build<E>,
     pacing: &Pacing,
+    stop: &StopSignal,
     progress: &dyn Fn(usize),
 ) -> Result<Tally, DeliverError<E>> {
     let limiter = pacing.rate.and_then(|r| {
@@ -201,6 +239,31 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
         // Fill free slots: take rendered messages, pace, then claim the whole batch in
         // one commit that also settles whatever finished since the last one.
         let mut batch: Vec<(PendingDelivery, Outgoing)> = Vec::new();
+        if stop.is_set() {
+            tracing::info!(
+                in_flight = in_flight.len(),
+                "Stopping: no new messages; waiting for those in flight."
+            );
+            if tokio::time::timeout(
+                stop.grace,
+                drain(&mut in_flight, &mut settle, &mut tally, pacing),
+            )
+            .await
+            .is_err()
+            {
+                // Their rows stay `sending` under this process's claim; once it has
+                // exited they are retried like any message in flight at a crash.
+                tracing::warn!(
+                    abandoned = in_flight.len(),
+                    "Grace period over; messages still in flight will be retried by the next run."
+                );
+            }
+            store.step(&settle, &[], claimant())?;
+            done += settle.len();
+            progress(done);
+            tally.stopped = true;
+            return Ok(tally);
+        }
         while in_flight.len() + batch.len() < concurrency {
             let Some(next) = queue.next().await else {
                 break;

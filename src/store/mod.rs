@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
+    include_str!("schema4.sql"),
 ];
 
 /// A store operation failed.
@@ -107,6 +108,8 @@ pub struct EditionRow {
     pub id: i64,
     /// Digest name.
     pub digest: String,
+    /// The time zone of a local-time edition's readers; "" for everyone.
+    pub audience: String,
     /// 1, 2, 3… per digest.
     pub number: i64,
     /// The schedule tick (or send time) it belongs to.
@@ -212,6 +215,8 @@ pub struct Claim {
 pub struct NewEdition {
     /// Digest name.
     pub digest: String,
+    /// The time zone of a local-time edition's readers; "" for everyone.
+    pub audience: String,
     /// Its number: one more than the digest's previous edition.
     pub number: i64,
     /// The tick it belongs to.
@@ -345,13 +350,31 @@ impl Store {
                 known,
             });
         }
-        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Off while migrating: a migration may rebuild a table others refer to (SQLite's
+        // documented procedure); the references are checked before each commit.
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction()?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
+            let broken: i64 =
+                tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })?;
+            if broken > 0 {
+                return Err(StoreError::Sql(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                    Some(format!(
+                        "migration {} left {broken} broken references",
+                        i + 1
+                    )),
+                )));
+            }
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
         Ok(())
     }
 
@@ -364,7 +387,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Added> {
         let now_s = ts(now);
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let first_gather = tx
             .query_row(
                 "SELECT 1 FROM source_state WHERE source = ?1 AND first_gathered_at IS NOT NULL",
@@ -590,7 +615,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let now_s = ts(now);
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for s in subs {
             let email = s.email.to_string();
             tx.execute(
@@ -655,6 +682,58 @@ impl Store {
             )
             .optional()?;
         row.map(edition_from_raw).transpose()
+    }
+
+    /// The newest edition of a digest for one audience ("" for everyone): where that
+    /// audience's next window starts.
+    pub fn last_edition_for(&self, digest: &str, audience: &str) -> Result<Option<EditionRow>> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("{EDITION_SELECT} WHERE digest = ?1 AND audience = ?2 ORDER BY number DESC LIMIT 1"),
+                [digest, audience],
+                edition_raw,
+            )
+            .optional()?;
+        row.map(edition_from_raw).transpose()
+    }
+
+    /// The last schedule tick the daemon handled for a digest and audience.
+    pub fn last_tick(&self, digest: &str, audience: &str) -> Result<Option<DateTime<Utc>>> {
+        let t: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT last_tick FROM schedule_tick WHERE digest = ?1 AND audience = ?2",
+                [digest, audience],
+                |r| r.get(0),
+            )
+            .optional()?;
+        opt_ts(t)
+    }
+
+    /// Records that the daemon handled a tick (never moves backwards).
+    pub fn set_last_tick(
+        &mut self,
+        digest: &str,
+        audience: &str,
+        tick: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO schedule_tick (digest, audience, last_tick) VALUES (?1, ?2, ?3)
+             ON CONFLICT (digest, audience) DO UPDATE SET last_tick = MAX(last_tick, excluded.last_tick)",
+            params![digest, audience, ts(tick)],
+        )?;
+        Ok(())
+    }
+
+    /// When the earliest deferred delivery of any edition comes due.
+    pub fn next_deferred_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<String> = self.conn.query_row(
+            "SELECT MIN(next_attempt_at) FROM delivery WHERE status = 'deferred'",
+            [],
+            |r| r.get(0),
+        )?;
+        opt_ts(next)
     }
 
     /// Editions of a digest that still owe deliveries, oldest first.
@@ -738,9 +817,9 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let number = e.number;
         let inserted = tx.execute(
-            "INSERT OR IGNORE INTO edition (digest, number, scheduled_for, window_from, window_to, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![e.digest, number, ts(e.scheduled_for), ts(e.window_from), ts(e.window_to), ts(now)],
+            "INSERT OR IGNORE INTO edition (digest, number, scheduled_for, window_from, window_to, created_at, audience)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![e.digest, number, ts(e.scheduled_for), ts(e.window_from), ts(e.window_to), ts(now), e.audience],
         )?;
         if inserted == 0 {
             return Ok(None);
@@ -1011,7 +1090,7 @@ const ESSAY_SELECT: &str = "SELECT essay.id, essay.source, essay.key, essay.titl
     essay.published_at, essay.updated_at, essay.summary, essay.content_html, essay.first_seen_at, essay.backfill FROM essay";
 const REPLY_SELECT: &str = "SELECT reply.id, reply.source, reply.key, reply.essay_key, reply.parent_key, reply.author,
     reply.url, reply.published_at, reply.content_html, reply.first_seen_at, reply.backfill FROM reply";
-const EDITION_SELECT: &str = "SELECT id, digest, number, scheduled_for, window_from, window_to, created_at, finished_at FROM edition";
+const EDITION_SELECT: &str = "SELECT id, digest, number, scheduled_for, window_from, window_to, created_at, finished_at, audience FROM edition";
 
 type EssayRaw = (i64, Essay, Option<String>, Option<String>, String, bool);
 
@@ -1089,6 +1168,7 @@ type EditionRaw = (
     String,
     String,
     Option<String>,
+    String,
 );
 
 fn edition_raw(r: &Row<'_>) -> rusqlite::Result<EditionRaw> {
@@ -1101,15 +1181,17 @@ fn edition_raw(r: &Row<'_>) -> rusqlite::Result<EditionRaw> {
         r.get(5)?,
         r.get(6)?,
         r.get(7)?,
+        r.get(8)?,
     ))
 }
 
 fn edition_from_raw(
-    (id, digest, number, sched, from, to, created, finished): EditionRaw,
+    (id, digest, number, sched, from, to, created, finished, audience): EditionRaw,
 ) -> Result<EditionRow> {
     Ok(EditionRow {
         id,
         digest,
+        audience,
         number,
         scheduled_for: parse_ts(&sched)?,
         window_from: parse_ts(&from)?,
@@ -1155,6 +1237,7 @@ mod tests {
             .create_edition(
                 &NewEdition {
                     digest: "d".into(),
+                    audience: String::new(),
                     number: 1,
                     scheduled_for: now,
                     window_from: now,

@@ -3,6 +3,7 @@
 
 mod common;
 mod config_errors;
+mod daemon;
 mod render;
 mod send;
 mod smtp;

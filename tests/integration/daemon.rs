@@ -1,0 +1,488 @@
+//! `gazette run`: a simulated week in-process (tokio's paused time drives the one clock),
+//! catch-up after downtime, and the real binary under signals, beside a second daemon and
+//! beside a one-off `send`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::common::{Mail, Site};
+use crate::smtp::smtp_site;
+use crate::smtp_support::CaptureServer;
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A site whose digests and subscribers are replaced by `digests_and_subscribers`.
+fn site_with(daemon: &str, digests_and_subscribers: &str) -> Site {
+    let site = Site::new();
+    let cfg = site.read("config.toml");
+    let cut = cfg.find("[[digest]]").unwrap();
+    site.write(
+        "config.toml",
+        &format!(
+            "{}\n[daemon]\n{daemon}\n\n{digests_and_subscribers}",
+            &cfg[..cut]
+        ),
+    );
+    site
+}
+
+/// Runs the daemon in this thread's simulated time from `from` until `until`, then stops it.
+async fn run_simulated(site: &Site, from: DateTime<Utc>, until: DateTime<Utc>) {
+    gazette::time::simulate_from(from);
+    let config = gazette::config::load(&site.path("config.toml")).unwrap();
+    let (handle, controls) = gazette::daemon::controls();
+    let stopper = async {
+        gazette::time::sleep_until(until).await;
+        handle.stop.send(true).unwrap();
+    };
+    let (result, ()) = tokio::join!(gazette::daemon::run(config, controls), stopper);
+    result.unwrap();
+}
+
+/// Every edition as "digest audience scheduled_for", in time order.
+fn editions(site: &Site) -> Vec<String> {
+    let db = site.db();
+    let mut stmt = db
+        .prepare("SELECT digest, audience, scheduled_for FROM edition ORDER BY scheduled_for, digest, audience")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok(format!(
+            "{} {} {}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+const WEEK_CONFIG: &str = r#"
+[[digest]]
+name = "morning"
+schedule = "0 8 * * *"
+timezone = "Europe/Berlin"
+include = "essays"
+skip_if_empty = false
+
+[[digest]]
+name = "local"
+schedule = "0 8 * * *"
+timezone = "Europe/Berlin"
+local_time = true
+include = "essays"
+skip_if_empty = false
+
+[[digest]]
+name = "weekly"
+schedule = "0 9 * * 1"
+timezone = "America/New_York"
+include = "essays"
+skip_if_empty = false
+
+[[subscriber]]
+email = "asha@example.org"
+timezone = "Asia/Kolkata"
+digests = ["morning", "local"]
+
+[[subscriber]]
+email = "theo@example.org"
+timezone = "America/Toronto"
+digests = ["local", "weekly"]
+
+[[subscriber]]
+email = "bea@example.org"
+digests = ["local"]
+"#;
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_simulated_week_across_the_berlin_dst_change_fires_every_digest_exactly_on_time() {
+    let site = site_with("gather_every = \"6h\"", WEEK_CONFIG);
+    // Thursday noon to the next Thursday 11:00 UTC; Berlin leaves summer time on Sunday
+    // 25 October (08:00 is 06:00 UTC before, 07:00 UTC after); Toronto and New York
+    // change a week later, Kolkata never.
+    run_simulated(
+        &site,
+        utc("2026-10-22T12:00:00Z"),
+        utc("2026-10-29T11:00:00Z"),
+    )
+    .await;
+
+    let mut expected = Vec::new();
+    for day in 23..=29 {
+        let berlin = if day < 25 { "06" } else { "07" };
+        expected.push(format!("local Asia/Kolkata 2026-10-{day}T02:30:00.000000Z"));
+        expected.push(format!(
+            "local Europe/Berlin 2026-10-{day}T{berlin}:00:00.000000Z"
+        ));
+        expected.push(format!("morning  2026-10-{day}T{berlin}:00:00.000000Z"));
+        if day <= 28 {
+            expected.push(format!(
+                "local America/Toronto 2026-10-{day}T12:00:00.000000Z"
+            ));
+        }
+        if day == 26 {
+            expected.push("weekly  2026-10-26T13:00:00.000000Z".to_owned());
+        }
+    }
+    expected.sort_by(|a, b| {
+        let key = |s: &str| {
+            let mut p = s.split(' ');
+            let (d, a, t) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+            (t.to_owned(), d.to_owned(), a.to_owned())
+        };
+        key(a).cmp(&key(b))
+    });
+    assert_eq!(editions(&site), expected);
+
+    // Each local-time edition went to its own zone's readers only, and everything went out.
+    let per_zone = site.count(
+        "SELECT COUNT(*) FROM delivery d JOIN edition e ON e.id = d.edition_id JOIN subscriber s ON s.id = d.subscriber_id
+         WHERE e.digest = 'local' AND e.audience <> COALESCE(s.timezone, 'Europe/Berlin')",
+    );
+    assert_eq!(per_zone, 0, "a reader got another zone's edition");
+    let deliveries = site.count("SELECT COUNT(*) FROM delivery");
+    assert_eq!(deliveries, 7 + 7 + 6 + 7 + 1);
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM delivery WHERE status = 'sent'"),
+        deliveries
+    );
+    assert_eq!(site.outbox().len() as i64, deliveries);
+
+    // Essays first seen at the first gather went into the first edition of each audience
+    // only: every reader's copy covers what is new since their previous copy.
+    let with_essays: Vec<String> = {
+        let db = site.db();
+        let mut stmt = db
+            .prepare(
+                "SELECT e.digest || ' ' || e.audience FROM edition e
+                 WHERE EXISTS (SELECT 1 FROM edition_item i WHERE i.edition_id = e.id)
+                 ORDER BY 1",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        with_essays,
+        vec![
+            "local America/Toronto",
+            "local Asia/Kolkata",
+            "local Europe/Berlin",
+            "morning ",
+            "weekly "
+        ]
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn after_three_days_down_once_sends_one_late_edition_and_skip_sends_none() {
+    let site = site_with(
+        "gather_every = \"6h\"",
+        r#"
+[[digest]]
+name = "once"
+schedule = "0 8 * * *"
+timezone = "Europe/Berlin"
+skip_if_empty = false
+
+[[digest]]
+name = "skip"
+schedule = "0 8 * * *"
+timezone = "Europe/Berlin"
+skip_if_empty = false
+catch_up = "skip"
+
+[[digest]]
+name = "within"
+schedule = "0 8 * * *"
+timezone = "Europe/Berlin"
+skip_if_empty = false
+catch_up = "within:2h"
+
+[[subscriber]]
+email = "ada@example.org"
+digests = ["once", "skip", "within"]
+"#,
+    );
+    run_simulated(
+        &site,
+        utc("2026-10-22T12:00:00Z"),
+        utc("2026-10-23T12:00:00Z"),
+    )
+    .await;
+    // Down from Friday noon to Monday 12:00 UTC (three 08:00 ticks missed, the latest
+    // five hours ago), then up for a day.
+    run_simulated(
+        &site,
+        utc("2026-10-26T12:00:00Z"),
+        utc("2026-10-27T12:00:00Z"),
+    )
+    .await;
+    assert_eq!(
+        editions(&site),
+        vec![
+            "once  2026-10-23T06:00:00.000000Z",
+            "skip  2026-10-23T06:00:00.000000Z",
+            "within  2026-10-23T06:00:00.000000Z",
+            // One late edition for the whole gap, made for the latest missed tick.
+            "once  2026-10-26T07:00:00.000000Z",
+            "once  2026-10-27T07:00:00.000000Z",
+            "skip  2026-10-27T07:00:00.000000Z",
+            "within  2026-10-27T07:00:00.000000Z",
+        ]
+    );
+}
+
+/// The real binary as a daemon, its stderr captured to a file.
+struct Daemon {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(site: &Site, name: &str) -> Daemon {
+        let log = site.path(&format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .arg("run")
+            .current_dir(site.dir.path())
+            .env_remove("GAZETTE_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits until `cond` holds; it is given the log so far.
+    fn wait_for(&mut self, what: &str, mut cond: impl FnMut(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond(&self.log()) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "exited ({status}) while waiting for {what}; log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit code (within 30 s).
+    fn stop(mut self) -> (i32, String) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code().unwrap_or(-1), self.log());
+            }
+            assert!(Instant::now() < deadline, "did not stop:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_is_broken() {
+    let site = Site::new();
+    // Every second, even with nothing new, so each tick leaves a message to look at.
+    site.edit(
+        "config.toml",
+        "schedule = \"0 8 * * 1\"",
+        "schedule = \"* * * * * *\"",
+    );
+    site.edit(
+        "config.toml",
+        "skip_if_empty = true",
+        "skip_if_empty = false",
+    );
+    let mut daemon = Daemon::start(&site, "daemon");
+    let subjects = |s: &Site| -> Vec<String> {
+        s.outbox_matching("essays")
+            .into_iter()
+            .map(|m| m.subject)
+            .collect()
+    };
+    daemon.wait_for("a first edition", |_| !subjects(&site).is_empty());
+    assert!(subjects(&site)
+        .iter()
+        .all(|s| s.starts_with("The Long Margin: ")));
+
+    site.edit(
+        "config.toml",
+        "subject = \"{{ site.name }}: {{ essays | length }}",
+        "subject = \"Reloaded: {{ essays | length }}",
+    );
+    daemon.signal("HUP");
+    daemon.wait_for("an edition with the new subject", |_| {
+        subjects(&site).iter().any(|s| s.starts_with("Reloaded: "))
+    });
+
+    site.edit("config.toml", "# concurrency = 4 ", "concurency = 4 ");
+    daemon.signal("HUP");
+    daemon.wait_for("the reload to be refused", |log| {
+        log.contains("Reload refused")
+    });
+    let editions_before = site.count("SELECT COUNT(*) FROM edition");
+    daemon.wait_for("editions to go on", |_| {
+        site.count("SELECT COUNT(*) FROM edition") > editions_before + 1
+    });
+    let (code, log) = daemon.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(
+            "config.toml:21:1: unknown key `delivery.concurency` (did you mean `concurrency`?)"
+        ),
+        "the broken line is named: {log}"
+    );
+    assert!(log.contains("`delivery.concurency`"), "{log}");
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM delivery WHERE status NOT IN ('sent')"),
+        0,
+        "a stop leaves nothing half-done when nothing was in flight"
+    );
+}
+
+#[test]
+fn a_second_daemon_on_the_same_database_refuses_to_start() {
+    let site = Site::new();
+    let mut first = Daemon::start(&site, "first");
+    first.wait_for("the first daemon to start", |log| {
+        log.contains("Gazette is running")
+    });
+    let second = site.gazette(&["run"]);
+    assert_eq!(second.code, 1, "{second:?}");
+    assert!(
+        second.stderr.contains(&format!(
+            "another `gazette run` (pid {}) is already running",
+            first.child.id()
+        )),
+        "{}",
+        second.stderr
+    );
+    let (code, _) = first.stop();
+    assert_eq!(code, 0);
+    // With the first one gone, the lock is free again.
+    let mut third = Daemon::start(&site, "third");
+    third.wait_for("the third daemon to start", |log| {
+        log.contains("Gazette is running")
+    });
+    assert_eq!(third.stop().0, 0);
+}
+
+#[test]
+fn sigterm_mid_edition_then_restart_beside_a_one_off_send_delivers_each_copy_once() {
+    const N: usize = 200;
+    let server = CaptureServer::start();
+    // Paced, so the edition takes a few seconds and there is a middle to stop in.
+    let site = smtp_site(&server, "", "concurrency = 4\nrate = \"40/s\"", N);
+    site.edit(
+        "config.toml",
+        "schedule = \"0 8 * * 1\"",
+        "schedule = \"* * * * * *\"",
+    );
+
+    let mut daemon = Daemon::start(&site, "daemon");
+    let pid = daemon.child.id();
+    daemon.wait_for("the first messages", |_| server.count() >= 40);
+    let (code, log) = daemon.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("Stopped"), "{log}");
+    // It claimed nothing more and let its messages in flight finish: none of its rows
+    // is left in flight, the ledger matches the server, and the rest waits.
+    let sent_at_stop = server.count() as i64;
+    assert_eq!(
+        site.count(&format!(
+            "SELECT COUNT(*) FROM delivery WHERE status = 'sending' AND claimed_by LIKE '{pid}:%'"
+        )),
+        0
+    );
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM delivery WHERE status = 'sent'"),
+        sent_at_stop
+    );
+    assert!(sent_at_stop < N as i64, "stopped mid-edition");
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM delivery WHERE status = 'pending'"),
+        N as i64 - sent_at_stop
+    );
+
+    // Restarted, with a one-off `send` running beside it on the same edition: claims
+    // keep them apart.
+    let mut again = Daemon::start(&site, "again");
+    again.wait_for("the restart to resume", |_| {
+        server.count() as i64 >= sent_at_stop + 10
+    });
+    let one_off = Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(["send"])
+        .current_dir(site.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        one_off.status.success(),
+        "{:?}\n{}\n{}",
+        one_off.status,
+        String::from_utf8_lossy(&one_off.stdout),
+        String::from_utf8_lossy(&one_off.stderr)
+    );
+    again.wait_for("every subscriber", |_| server.count() >= N);
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, log) = again.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("resumed=true"), "{log}");
+
+    let got = server.messages();
+    let mut per_rcpt: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for c in &got {
+        *per_rcpt.entry(c.rcpt_tos.join(",")).or_default() += 1;
+        assert!(
+            ids.insert(Mail::parse(&c.raw).message_id),
+            "a Message-ID twice"
+        );
+    }
+    assert_eq!(per_rcpt.len(), N, "everyone got it");
+    assert!(
+        per_rcpt.values().all(|n| *n == 1),
+        "nobody twice: {per_rcpt:?}"
+    );
+    assert_eq!(site.count("SELECT COUNT(*) FROM edition"), 1);
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM delivery WHERE status = 'sent'"),
+        N as i64
+    );
+}
