@@ -218,8 +218,19 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
                     "  {}  \"{}\" in {}",
                     d.name, d.schedule, d.timezone
                 ));
-                if let (Some(local), Some(utc)) = (d.next_local.first(), d.next.first()) {
-                    say(format!("    next: {local} ({})", when(utc)));
+                if d.audiences.is_empty() {
+                    if let (Some(local), Some(utc)) = (d.next_local.first(), d.next.first()) {
+                        say(format!("    next: {local} ({})", when(utc)));
+                    }
+                }
+                for a in &d.audiences {
+                    if let (Some(local), Some(utc)) = (&a.next_local, &a.next) {
+                        say(format!(
+                            "    next for readers in {}: {local} ({})",
+                            a.timezone,
+                            when(utc)
+                        ));
+                    }
                 }
                 match &d.last_edition {
                     Some(e) => {

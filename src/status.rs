@@ -41,6 +41,19 @@ pub struct DigestStatus {
     pub next_local: Vec<String>,
     /// The newest edition, if any.
     pub last_edition: Option<EditionStatus>,
+    /// For a local-time digest, each readers' zone and its next fire time (UTC).
+    pub audiences: Vec<AudienceStatus>,
+}
+
+/// One time zone of a local-time digest's readers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AudienceStatus {
+    /// The IANA zone.
+    pub timezone: String,
+    /// Its next fire time, UTC.
+    pub next: Option<DateTime<Utc>>,
+    /// The same, as local time in that zone.
+    pub next_local: Option<String>,
 }
 
 /// The newest edition of a digest.
@@ -89,7 +102,25 @@ pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError>
             Some(s) => s.last_edition_summary(&d.name)?,
             None => None,
         };
+        let zones = match &store {
+            Some(s) if d.local_time => crate::pipeline::audiences(s, d)?,
+            _ => Vec::new(),
+        };
+        let audiences = zones
+            .into_iter()
+            .filter_map(|z| z.parse::<chrono_tz::Tz>().ok())
+            .map(|tz| {
+                let next = schedule::fire_times(&d.schedule, tz, now).next();
+                AudienceStatus {
+                    timezone: tz.name().to_owned(),
+                    next,
+                    next_local: next
+                        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()),
+                }
+            })
+            .collect();
         digests.push(DigestStatus {
+            audiences,
             name: d.name.clone(),
             schedule: d.schedule_text.clone(),
             timezone: d.timezone.name().to_owned(),

@@ -250,8 +250,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(site: &Site, name: &str) -> Daemon {
+        Daemon::start_with(site, name, &[])
+    }
+
+    fn start_with(site: &Site, name: &str, global: &[&str]) -> Daemon {
         let log = site.path(&format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .args(global)
             .arg("run")
             .current_dir(site.dir.path())
             .env_remove("GAZETTE_LOG")
@@ -380,10 +385,19 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_is_broken() 
 #[test]
 fn a_second_daemon_on_the_same_database_refuses_to_start() {
     let site = Site::new();
-    let mut first = Daemon::start(&site, "first");
+    let mut first = Daemon::start_with(&site, "first", &["--log-format", "json"]);
     first.wait_for("the first daemon to start", |log| {
         log.contains("Gazette is running")
     });
+    // For services: every log line is one JSON object with the event's fields.
+    let started: serde_json::Value = first
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON log line"))
+        .find(|v| v["message"] == "Gazette is running.")
+        .unwrap();
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["digests"], 2);
     let second = site.gazette(&["run"]);
     assert_eq!(second.code, 1, "{second:?}");
     assert!(
@@ -484,5 +498,40 @@ fn sigterm_mid_edition_then_restart_beside_a_one_off_send_delivers_each_copy_onc
     assert_eq!(
         site.count("SELECT COUNT(*) FROM delivery WHERE status = 'sent'"),
         N as i64
+    );
+}
+
+#[test]
+fn status_lists_each_reader_zone_of_a_local_time_digest_with_its_next_morning() {
+    let site = site_with("", WEEK_CONFIG);
+    let sent = site.gazette(&["send", "--digest", "local"]);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    // A one-off send of a local-time digest makes each zone's next edition now.
+    assert_eq!(
+        site.count("SELECT COUNT(DISTINCT audience) FROM edition WHERE digest = 'local'"),
+        3
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&site.gazette(&["status", "--json"]).stdout).unwrap();
+    let local = st["digests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "local")
+        .unwrap();
+    let zones: Vec<&str> = local["audiences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert!(a["next_local"].as_str().unwrap().contains(" 08:00 "), "{a}");
+            a["timezone"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(zones, ["America/Toronto", "Asia/Kolkata", "Europe/Berlin"]);
+    let text = site.gazette(&["status"]).stdout;
+    assert!(
+        text.contains("next for readers in Asia/Kolkata: "),
+        "{text}"
     );
 }
