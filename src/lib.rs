@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod subscribers;
 pub mod time;
 pub mod token;
 

@@ -1595,7 +1595,17 @@ pub fn parse_rate(text: &str) -> Option<Rate> {
 /// Parses an address and lower-cases its domain, the part that is case-insensitive.
 pub fn parse_address(s: &str) -> Result<Address, String> {
     let a = Address::from_str(s.trim()).map_err(|e| e.to_string())?;
-    Address::new(a.user(), a.domain().to_lowercase()).map_err(|e| e.to_string())
+    // One spelling per domain, so duplicates are found: lower case, and an
+    // internationalised domain in its ASCII (punycode) form.
+    let domain = idna::domain_to_ascii(a.domain())
+        .map_err(|_| {
+            format!(
+                "the domain {:?} is not a valid internationalised domain name",
+                a.domain()
+            )
+        })?
+        .to_lowercase();
+    Address::new(a.user(), domain).map_err(|e| e.to_string())
 }
 
 /// Parses a cron schedule: standard 5-field cron (weekday 0-7, Sunday = 0 or 7), the

@@ -101,6 +101,22 @@ pub struct SubscriberRow {
     pub status: String,
 }
 
+/// What [`Store::upsert_subscriber`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upserted {
+    /// A new subscriber.
+    Added,
+    /// Name, zone or digests changed.
+    Updated,
+    /// Already so.
+    Unchanged,
+    /// Left alone: the address unsubscribed or bounced.
+    Suppressed {
+        /// unsubscribed or bounced.
+        status: String,
+    },
+}
+
 /// An edition row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EditionRow {
@@ -618,6 +634,10 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS listed (id INTEGER PRIMARY KEY)",
+            [],
+        )?;
         for s in subs {
             let email = s.email.to_string();
             tx.execute(
@@ -641,9 +661,139 @@ impl Store {
                     params![id, d],
                 )?;
             }
+            tx.execute("INSERT OR IGNORE INTO temp.listed (id) VALUES (?1)", [id])?;
         }
+        // An address taken out of config.toml gets no digest any more (its row and
+        // history stay; `subscribers list` shows it with no digests).
+        tx.execute(
+            "DELETE FROM subscriber_digest WHERE subscriber_id IN
+               (SELECT id FROM subscriber WHERE origin = 'config' AND id NOT IN (SELECT id FROM temp.listed))",
+            [],
+        )?;
+        tx.execute("DROP TABLE temp.listed", [])?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Adds a subscriber to the managed list or updates their name, zone and digests.
+    /// An address that unsubscribed or bounced is left as it is: only the subscriber's
+    /// own confirmation may bring it back.
+    pub fn upsert_subscriber(
+        &mut self,
+        e: &crate::subscribers::Entry,
+        origin: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Upserted> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: Option<(i64, Option<String>, Option<String>, String)> = tx
+            .query_row(
+                "SELECT id, name, timezone, status FROM subscriber WHERE email = ?1",
+                [&e.email],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let outcome = match found {
+            Some((_, _, _, status)) if status != "active" => {
+                return Ok(Upserted::Suppressed { status });
+            }
+            Some((id, name, timezone, _)) => {
+                let mut digests: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT digest FROM subscriber_digest WHERE subscriber_id = ?1 ORDER BY digest",
+                    )?
+                    .query_map([id], |r| r.get(0))?
+                    .collect::<std::result::Result<_, _>>()?;
+                digests.sort();
+                if name == e.name && timezone == e.timezone && digests == e.digests {
+                    return Ok(Upserted::Unchanged);
+                }
+                tx.execute(
+                    "UPDATE subscriber SET name = ?2, timezone = ?3, changed_at = ?4 WHERE id = ?1",
+                    params![id, e.name, e.timezone, ts(now)],
+                )?;
+                tx.execute(
+                    "DELETE FROM subscriber_digest WHERE subscriber_id = ?1",
+                    [id],
+                )?;
+                (id, Upserted::Updated)
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO subscriber (email, name, timezone, origin, status, changed_at)
+                     VALUES (?1, ?2, ?3, ?4, 'active', ?5)",
+                    params![e.email, e.name, e.timezone, origin, ts(now)],
+                )?;
+                (tx.last_insert_rowid(), Upserted::Added)
+            }
+        };
+        for d in &e.digests {
+            tx.execute(
+                "INSERT OR IGNORE INTO subscriber_digest (subscriber_id, digest) VALUES (?1, ?2)",
+                params![outcome.0, d],
+            )?;
+        }
+        tx.commit()?;
+        Ok(outcome.1)
+    }
+
+    /// Unsubscribes an address (it is suppressed from then on); returns its previous
+    /// status, or `None` if it is not known.
+    pub fn unsubscribe(&mut self, email: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+        let before: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT status FROM subscriber WHERE email = ?1",
+                [email],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if before.as_deref() == Some("active") {
+            self.conn.execute(
+                "UPDATE subscriber SET status = 'unsubscribed', changed_at = ?2 WHERE email = ?1",
+                params![email, ts(now)],
+            )?;
+        }
+        Ok(before)
+    }
+
+    /// Every subscriber with digests, status and origin, by address.
+    pub fn list_subscribers(&self) -> Result<Vec<crate::subscribers::Listed>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.email, s.name, s.timezone, s.status, s.origin,
+                    COALESCE((SELECT group_concat(digest, ';') FROM
+                        (SELECT digest FROM subscriber_digest d WHERE d.subscriber_id = s.id ORDER BY digest)), '')
+             FROM subscriber s ORDER BY s.email",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let digests: String = r.get(5)?;
+            Ok(crate::subscribers::Listed {
+                email: r.get(0)?,
+                name: r.get(1)?,
+                timezone: r.get(2)?,
+                status: r.get(3)?,
+                origin: r.get(4)?,
+                digests: digests
+                    .split(';')
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// An address's status and when it last changed, if the address is known.
+    pub fn subscriber_status(&self, email: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT status, changed_at FROM subscriber WHERE email = ?1",
+                [email],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
     }
 
     /// Active subscribers of a digest, in address order.

@@ -10,4 +10,5 @@ mod smtp;
 mod smtp_crash;
 mod smtp_faults;
 mod smtp_support;
+mod subscribers;
 mod web;
