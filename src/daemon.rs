@@ -456,3 +456,46 @@ impl Daemon {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn outcome(source: &str, ok: bool) -> pipeline::GatherOutcome {
+        pipeline::GatherOutcome {
+            source: source.into(),
+            result: if ok {
+                Ok(Default::default())
+            } else {
+                Err("HTTP 503".into())
+            },
+        }
+    }
+
+    #[test]
+    fn a_failing_source_backs_off_with_jitter_and_a_success_resets_it() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut config = config::load(&root.join("config.toml")).unwrap();
+        config.daemon.gather_every = Duration::from_secs(600);
+        let now = DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut plan = GatherPlan::default();
+        assert_eq!(plan.due_now(&config, now), ["site"], "never gathered: due");
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            plan.record(&config, &outcome("site", false), now);
+            waits.push((plan.due["site"] - now).num_seconds());
+        }
+        // 1, 2, 4, 8, 8 intervals of 600 s, each within ±25 %.
+        for (w, n) in waits.iter().zip([1, 2, 4, 8, 8]) {
+            let nominal = 600 * n;
+            assert!(*w >= nominal * 3 / 4 && *w <= nominal * 5 / 4, "{waits:?}");
+        }
+        assert!(plan.due_now(&config, now).is_empty());
+        plan.record(&config, &outcome("site", true), now);
+        assert_eq!((plan.due["site"] - now).num_seconds(), 600);
+        assert_eq!(plan.next(), Some(now + chrono::Duration::seconds(600)));
+    }
+}
