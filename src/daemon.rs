@@ -263,7 +263,7 @@ fn reload(config: &mut Config, daemon: &mut Daemon) {
             }
             tracing::info!(config = %new.path.display(), digests = new.digests.len(),
                 sources = new.sources.len(), "Reloaded the configuration; schedules take effect now.");
-            daemon.stop = StopSignal::new(daemon.stop_rx(), new.daemon.shutdown_grace);
+            daemon.stop = StopSignal::new(daemon.stop.receiver(), new.daemon.shutdown_grace);
             *config = new;
         }
         Err(e) => {
@@ -284,10 +284,6 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn stop_rx(&self) -> watch::Receiver<bool> {
-        self.stop.receiver()
-    }
-
     async fn gather(
         &self,
         config: &Config,
@@ -373,8 +369,7 @@ impl Daemon {
                             "Catching up after downtime: one edition for the whole gap.");
                     }
                     // Gather right before the edition, so first-seen times are current.
-                    let names: Vec<String> = digest.sources.clone();
-                    self.gather(config, plan, &names).await?;
+                    self.gather(config, plan, &digest.sources).await?;
                     let audience_opt = (!audience.is_empty()).then(|| audience.clone());
                     self.send(config, Some(&digest.name), Some(tick), audience_opt, false)
                         .await?;

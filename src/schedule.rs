@@ -140,12 +140,23 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    fn fires(expr: &str, tz: &str, from: &str, n: usize) -> Vec<String> {
+    fn fire_list(expr: &str, tz: &str, from: &str, n: usize) -> Vec<DateTime<Utc>> {
         let s = parse_schedule(expr).unwrap();
-        let tz: Tz = tz.parse().unwrap();
-        fire_times(&s, tz, utc(from))
+        fire_times(&s, tz.parse().unwrap(), utc(from))
             .take(n)
-            .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string())
+            .collect()
+    }
+
+    /// Fire times as local wall-clock time in `tz`.
+    fn fires(expr: &str, tz: &str, from: &str, n: usize) -> Vec<String> {
+        let zone: Tz = tz.parse().unwrap();
+        fire_list(expr, tz, from, n)
+            .into_iter()
+            .map(|t| {
+                t.with_timezone(&zone)
+                    .format("%Y-%m-%d %H:%M %Z")
+                    .to_string()
+            })
             .collect()
     }
 
@@ -235,10 +246,9 @@ mod tests {
         // and Toronto's on 1 November; Kolkata has no DST.
         let at = |zone: &str| fires("0 8 * * *", zone, "2026-10-24T00:00:00Z", 2);
         let utc_of = |zone: &str| -> Vec<String> {
-            let s = parse_schedule("0 8 * * *").unwrap();
-            fire_times(&s, zone.parse().unwrap(), utc("2026-10-31T00:00:00Z"))
-                .take(2)
-                .map(|t| t.to_rfc3339())
+            fire_list("0 8 * * *", zone, "2026-10-31T00:00:00Z", 2)
+                .iter()
+                .map(DateTime::to_rfc3339)
                 .collect()
         };
         assert_eq!(
