@@ -73,6 +73,10 @@ pub enum Command {
     /// flight finish within `daemon.shutdown_grace`); SIGHUP reloads the config (kept
     /// only if valid). Logs at info level unless -q; see also --log-format.
     Run,
+    /// Serve only the web endpoint (`[web] listen`): sign-up with double opt-in, one-click
+    /// unsubscribe, preferences, /healthz and /metrics. `gazette run` serves it too.
+    /// SIGTERM/SIGINT stop it.
+    Serve,
     /// Validate the config and templates, listing every problem with file:line:column.
     Check,
     /// Gather, then make and deliver each digest's next edition (continuing unfinished ones first).
@@ -165,7 +169,7 @@ pub struct SendArgs {
 pub fn run(cli: Cli) -> ExitCode {
     // A service logs what it does by default; one-off commands print their own summary.
     let verbose = match cli.command {
-        Command::Run => cli.verbose.max(1),
+        Command::Run | Command::Serve => cli.verbose.max(1),
         _ => cli.verbose,
     };
     init_logging(verbose, cli.quiet, cli.log_format);
@@ -231,6 +235,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
     };
     match &cli.command {
         Command::Run => run_daemon(config).await,
+        Command::Serve => serve(config).await,
         Command::Subscribers { action } => subscribers(&config, action, say),
         Command::Check => check(&config, say),
         Command::Send(args) => send(&config, args, cli.quiet, say).await,
@@ -513,9 +518,53 @@ fn subscribers(
     }
 }
 
+/// `gazette serve`: the web endpoint alone, until SIGTERM or SIGINT.
+async fn serve(config: Config) -> anyhow::Result<u8> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let stop = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("Stopping the web endpoint.");
+    };
+    match crate::web::serve(&config, stop).await {
+        Ok(()) => Ok(EXIT_OK),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(EXIT_ERROR)
+        }
+    }
+}
+
 async fn run_daemon(config: Config) -> anyhow::Result<u8> {
     use tokio::signal::unix::{signal, SignalKind};
     let (handle, controls) = crate::daemon::controls();
+    // The endpoint binds first, so a taken port stops the start instead of a silent
+    // daemon whose unsubscribe links do not work.
+    let web = match &config.web {
+        Some(_) => match crate::web::bind(&config).await {
+            Ok(listener) => {
+                let mut stop = controls.stop.clone();
+                let cfg = config.clone();
+                Some(tokio::spawn(async move {
+                    let until = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    if let Err(e) = crate::web::serve_on(&cfg, listener, until).await {
+                        tracing::error!(error = %e, "The web endpoint stopped.");
+                    }
+                }))
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(EXIT_ERROR);
+            }
+        },
+        None => None,
+    };
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -539,6 +588,10 @@ async fn run_daemon(config: Config) -> anyhow::Result<u8> {
     });
     let result = crate::daemon::run(config, controls).await;
     signals.abort();
+    if let Some(web) = web {
+        // The stop signal already reached it; let it finish the requests it holds.
+        let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
+    }
     match result {
         Ok(()) => Ok(EXIT_OK),
         Err(e) => {
@@ -704,7 +757,14 @@ fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8> {
                 timezone: d.timezone.name().to_owned(),
             },
             view: &view,
-            unsubscribe_url: crate::deliver::unsubscribe_mailto(&config.site, d),
+            unsubscribe_url: match &config.web {
+                Some(w) => format!("{}/unsubscribe/sample-token", w.base_url),
+                None => crate::deliver::unsubscribe_mailto(&config.site, d),
+            },
+            preferences_url: config
+                .web
+                .as_ref()
+                .map(|w| format!("{}/preferences/sample-token", w.base_url)),
         };
         if let Err(e) = renderer.render(d, &ctx) {
             eprintln!("error: {e}");

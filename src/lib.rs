@@ -3,7 +3,8 @@
 //! The pipeline runs one way, one module per stage (see ARCHITECTURE.md):
 //! [`config`] → [`source`] → [`store`] → [`edition`] → [`render`] → [`deliver`] → [`store`].
 //! [`pipeline`] drives the stages for one `send` or `gather`; [`daemon`] runs them on
-//! [`schedule`]s as a service; [`cli`] is the command line.
+//! [`schedule`]s as a service; [`web`] is the subscribe / unsubscribe endpoint; [`cli`]
+//! is the command line.
 
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod store;
 pub mod subscribers;
 pub mod time;
 pub mod token;
+pub mod web;
 
 /// An error with its whole chain of causes, `outer: inner: root`, each said once. Tera,
 /// reqwest and lettre keep the real cause deep in the chain.

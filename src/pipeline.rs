@@ -25,6 +25,7 @@ use crate::render::{
 use crate::source::{self, http::HttpClient, http::HttpError, GatherContext};
 use crate::store::{self, Added, NewEdition, Store, StoreError, SubscriberRow};
 use crate::time;
+use crate::token::Links;
 
 /// What `send` does with the messages.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +200,9 @@ pub enum PipelineError {
     /// The DKIM key could not be used.
     #[error("cannot sign with the DKIM key: {0}")]
     Dkim(String),
+    /// The secret that signs unsubscribe links could not be used.
+    #[error("{0} (set in `[web]`: `secret_file` or `secret_env`)")]
+    Token(#[from] crate::token::TokenError),
     /// `--digest` named a digest the config does not define.
     #[error("no digest named `{name}` in the config; defined digests: {known}")]
     UnknownDigest {
@@ -329,6 +333,7 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         .transpose()
         .map_err(PipelineError::Dkim)?
         .map(Arc::new);
+    let links = config.web.as_ref().map(Links::load).transpose()?;
     let mut store = match opts.mode {
         Mode::Deliver => Store::open(&config.state_path)?,
         _ => Store::scratch_copy(&config.state_path)?,
@@ -349,6 +354,7 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         renderer,
         transport: &transport,
         dkim,
+        links,
         opts,
     };
     for digest in digests {
@@ -406,6 +412,7 @@ struct OwnedContext<'v> {
     subscriber: SubscriberInfo,
     view: &'v DigestView,
     unsubscribe_url: String,
+    preferences_url: Option<String>,
 }
 
 impl OwnedContext<'_> {
@@ -417,6 +424,7 @@ impl OwnedContext<'_> {
             subscriber: self.subscriber.clone(),
             view: self.view,
             unsubscribe_url: self.unsubscribe_url.clone(),
+            preferences_url: self.preferences_url.clone(),
         }
     }
 }
@@ -426,6 +434,7 @@ impl OwnedContext<'_> {
 struct CopyMaker {
     renderer: Arc<Renderer>,
     dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
+    links: Option<Links>,
     site: Site,
     digest: Digest,
     view: DigestView,
@@ -459,7 +468,14 @@ impl CopyMaker {
                     .unwrap_or_else(|| digest.timezone.name().to_owned()),
             },
             view: &self.view,
-            unsubscribe_url: deliver::unsubscribe_mailto(site, digest),
+            unsubscribe_url: match &self.links {
+                Some(l) => l.unsubscribe(s.id, &digest.name),
+                None => deliver::unsubscribe_mailto(site, digest),
+            },
+            preferences_url: self
+                .links
+                .as_ref()
+                .map(|l| l.preferences(s.id, &digest.name)),
         }
     }
 
@@ -517,6 +533,10 @@ impl CopyMaker {
                 date: self.at,
                 file_stem: format!("{}-{number:04}-{hash}", digest.name),
                 dkim: self.dkim.as_deref(),
+                one_click: owned
+                    .preferences_url
+                    .is_some()
+                    .then_some(owned.unsubscribe_url.as_str()),
             },
             &body,
         )?)
@@ -547,6 +567,7 @@ struct Run<'a> {
     renderer: Arc<Renderer>,
     transport: &'a Transport,
     dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
+    links: Option<Links>,
     opts: &'a SendOptions,
 }
 
@@ -764,6 +785,7 @@ impl Run<'_> {
         CopyMaker {
             renderer: Arc::clone(&self.renderer),
             dkim: self.dkim.clone(),
+            links: self.links.clone(),
             site: self.config.site.clone(),
             digest: digest.clone(),
             view,

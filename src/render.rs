@@ -102,8 +102,11 @@ pub struct MessageContext<'a> {
     /// Essays and reply threads.
     #[serde(flatten)]
     pub view: &'a DigestView,
-    /// Where the recipient unsubscribes (a mailto: URL for now).
+    /// Where the recipient unsubscribes: the web page when `[web]` is configured, else
+    /// a mailto: URL.
     pub unsubscribe_url: String,
+    /// The recipient's preferences page, when `[web]` is configured.
+    pub preferences_url: Option<String>,
 }
 
 /// One rendered message body.

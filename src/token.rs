@@ -1,12 +1,14 @@
 //! Signed tokens for the links in messages (unsubscribe, confirm, preferences): an
 //! HMAC-SHA256 over (subscriber, digest, purpose), verified in constant time, so a link
 //! cannot be forged, truncated, moved to another subscriber or used for another purpose.
-//! (Ghost once trusted a bare member id in its unsubscribe links.) Groundwork for the web
-//! endpoint; the secret lives in a file created 0600 on first use, or comes from the
-//! environment, and is never printed.
+//! (Ghost once trusted a bare member id in its unsubscribe links.) The secret lives in a
+//! file created 0600 on first use, or comes from the environment, and is never printed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{SecretSource, WebSettings};
 
 use base64::Engine as _;
 use ring::hmac;
@@ -122,6 +124,14 @@ impl Signer {
         }
     }
 
+    /// The signer for a configured secret.
+    pub fn from_source(source: &SecretSource) -> Result<Signer, TokenError> {
+        match source {
+            SecretSource::Env(secret) => Signer::new(secret.expose().as_bytes()),
+            SecretSource::File(path) => Signer::load_or_create(path),
+        }
+    }
+
     /// A token for this subscriber, digest and purpose (URL-safe).
     pub fn sign(&self, subscriber: i64, digest: &str, purpose: Purpose) -> String {
         let tag = hmac::sign(&self.key, &message(subscriber, digest, purpose));
@@ -147,6 +157,59 @@ impl Signer {
             subscriber,
             digest: digest.to_owned(),
         })
+    }
+}
+
+/// Makes the signed per-subscriber links of the web endpoint.
+#[derive(Debug, Clone)]
+pub struct Links {
+    base: String,
+    signer: Arc<Signer>,
+}
+
+impl Links {
+    /// Links under `base` (no trailing slash), signed by `signer`.
+    pub fn new(base: &str, signer: Arc<Signer>) -> Links {
+        Links {
+            base: base.trim_end_matches('/').to_owned(),
+            signer,
+        }
+    }
+
+    /// Links for a configured `[web]` table (creating the secret file if needed).
+    pub fn load(web: &WebSettings) -> Result<Links, TokenError> {
+        Ok(Links::new(
+            &web.base_url,
+            Arc::new(Signer::from_source(&web.secret)?),
+        ))
+    }
+
+    /// The signer behind the links.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// The endpoint's public address.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `…/unsubscribe/{token}`: one-click POST target and the page with the button.
+    pub fn unsubscribe(&self, subscriber: i64, digest: &str) -> String {
+        let t = self.signer.sign(subscriber, digest, Purpose::Unsubscribe);
+        format!("{}/unsubscribe/{t}", self.base)
+    }
+
+    /// `…/preferences/{token}`: digests, time zone, leaving.
+    pub fn preferences(&self, subscriber: i64, digest: &str) -> String {
+        let t = self.signer.sign(subscriber, digest, Purpose::Preferences);
+        format!("{}/preferences/{t}", self.base)
+    }
+
+    /// `…/confirm/{token}` for a sign-up.
+    pub fn confirm(&self, signup: i64) -> String {
+        let t = self.signer.sign(signup, "", Purpose::Confirm);
+        format!("{}/confirm/{t}", self.base)
     }
 }
 

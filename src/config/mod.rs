@@ -41,6 +41,34 @@ pub struct Config {
     pub subscribers: Vec<Subscriber>,
     /// How `gazette run` behaves.
     pub daemon: DaemonSettings,
+    /// The web endpoint, if `[web]` is configured: links in messages then go to it.
+    pub web: Option<WebSettings>,
+}
+
+/// The `[web]` table.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// Where `gazette serve` and `gazette run` listen.
+    pub listen: std::net::SocketAddr,
+    /// Public address of the endpoint (no trailing slash); links in messages start here.
+    pub base_url: String,
+    /// Where the token secret comes from.
+    pub secret: SecretSource,
+    /// Sign-up requests per client address per hour.
+    pub subscribe_per_ip: u32,
+    /// Confirmation messages per e-mail address per hour.
+    pub subscribe_per_address: u32,
+    /// Rate limits key on X-Forwarded-For's last entry (the proxy's view of the client).
+    pub behind_proxy: bool,
+}
+
+/// Where the secret that signs links comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// An environment variable's value (read at load time).
+    Env(Secret),
+    /// A file, created with 32 random bytes (mode 0600) on first use.
+    File(PathBuf),
 }
 
 /// The `[daemon]` table and the per-source `gather_every` overrides.
@@ -510,11 +538,21 @@ impl<'t> Validator<'t> {
                 "delivery",
                 "http",
                 "daemon",
+                "web",
                 "source",
                 "digest",
                 "subscriber",
             ],
             (Some("daemon"), _) => &["gather_every", "shutdown_grace"],
+            (Some("web"), _) => &[
+                "listen",
+                "base_url",
+                "secret_env",
+                "secret_file",
+                "subscribe_per_ip",
+                "subscribe_per_address",
+                "behind_proxy",
+            ],
             (Some("site"), _) => &[
                 "name",
                 "base_url",
@@ -659,6 +697,10 @@ impl<'t> Validator<'t> {
                 .map(|s| s.get_ref().as_str())
                 .unwrap_or("gazette.db"),
         );
+        let web = raw
+            .web
+            .as_ref()
+            .and_then(|w| self.web(w, base_url.as_deref(), &state_path, &resolve));
 
         let from_domain = from.as_ref().map(|f| f.email.domain().to_owned());
         let delivery = self.delivery(&raw.delivery, &resolve, from_domain.as_deref());
@@ -798,6 +840,83 @@ impl<'t> Validator<'t> {
                     .map(|g| self.interval(g, "daemon.shutdown_grace"))
                     .unwrap_or(std::time::Duration::from_secs(30)),
             },
+            web,
+        })
+    }
+
+    fn web(
+        &mut self,
+        raw: &raw::RawWeb,
+        site_url: Option<&str>,
+        state_path: &Path,
+        resolve: &dyn Fn(&str) -> PathBuf,
+    ) -> Option<WebSettings> {
+        let listen = match &raw.listen {
+            Some(l) => match l.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.at_span(l, format!("`web.listen`: \"{}\" is not an address and port; write e.g. \"127.0.0.1:8080\"", l.get_ref()));
+                    None
+                }
+            },
+            None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8080))),
+        };
+        let base_url = match &raw.base_url {
+            Some(u) => self.url(u, "web.base_url").and_then(|text| {
+                let url = url::Url::parse(&text).ok()?;
+                let loopback = match url.host() {
+                    Some(url::Host::Domain(d)) => d == "localhost",
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    None => false,
+                };
+                if url.scheme() != "https" && !loopback {
+                    self.at_span(u, format!("`web.base_url`: \"{text}\" must be https: mail clients only offer one-click unsubscribe (RFC 8058) over https"));
+                    return None;
+                }
+                Some(text.trim_end_matches('/').to_owned())
+            }),
+            None => site_url.map(str::to_owned),
+        };
+        let secret = match (&raw.secret_env, &raw.secret_file) {
+            (Some(_), Some(f)) => {
+                self.at_span(
+                    f,
+                    "`web`: give `secret_env` or `secret_file`, not both".into(),
+                );
+                None
+            }
+            (Some(var), None) => match std::env::var(var.get_ref()) {
+                Ok(v) if v.len() >= 32 => Some(SecretSource::Env(Secret::new(v))),
+                Ok(_) => {
+                    self.at_span(var, format!("`web.secret_env`: the value of {} is shorter than 32 characters; use e.g. `openssl rand -hex 32`", var.get_ref()));
+                    None
+                }
+                Err(_) => {
+                    self.at_span(
+                        var,
+                        format!(
+                            "`web.secret_env`: environment variable {} is not set",
+                            var.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+            (None, Some(f)) => Some(SecretSource::File(resolve(f.get_ref()))),
+            (None, None) => Some(SecretSource::File(
+                state_path.with_file_name("gazette.secret"),
+            )),
+        };
+        let per_ip = self.count(&raw.subscribe_per_ip, "web.subscribe_per_ip", 1);
+        let per_address = self.count(&raw.subscribe_per_address, "web.subscribe_per_address", 1);
+        Some(WebSettings {
+            listen: listen?,
+            base_url: base_url?,
+            secret: secret?,
+            subscribe_per_ip: per_ip.map_or(10, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            subscribe_per_address: per_address.map_or(3, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            behind_proxy: raw.behind_proxy.unwrap_or(false),
         })
     }
 

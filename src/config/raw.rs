@@ -23,6 +23,7 @@ pub(crate) struct RawConfig {
     pub(crate) http: RawHttp,
     #[serde(default)]
     pub(crate) daemon: RawDaemon,
+    pub(crate) web: Option<RawWeb>,
     #[serde(default, rename = "source")]
     pub(crate) sources: Vec<RawSource>,
     #[serde(default, rename = "digest")]
@@ -46,6 +47,25 @@ pub(crate) struct RawSite {
     pub(crate) templates: Option<S>,
     /// Web archive of past editions, for List-Archive.
     pub(crate) archive_url: Option<S>,
+}
+
+/// `[web]`: the subscribe / unsubscribe / metrics endpoint.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawWeb {
+    /// Socket address to listen on; default "127.0.0.1:8080".
+    pub(crate) listen: Option<S>,
+    /// Public address of the endpoint; default `site.base_url`.
+    pub(crate) base_url: Option<S>,
+    /// Environment variable holding the token secret.
+    pub(crate) secret_env: Option<S>,
+    /// File holding the token secret; default "gazette.secret" beside the state file.
+    pub(crate) secret_file: Option<S>,
+    /// Sign-ups per client address per hour; default 10.
+    pub(crate) subscribe_per_ip: Option<Spanned<i64>>,
+    /// Confirmation messages per e-mail address per hour; default 3.
+    pub(crate) subscribe_per_address: Option<Spanned<i64>>,
+    /// Take the client address from X-Forwarded-For (set by a reverse proxy); default false.
+    pub(crate) behind_proxy: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

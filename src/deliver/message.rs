@@ -91,6 +91,7 @@ macro_rules! text_header {
 
 text_header!(ListId, "List-Id");
 text_header!(ListUnsubscribe, "List-Unsubscribe");
+text_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
 text_header!(AutoSubmitted, "Auto-Submitted");
 text_header!(ListArchive, "List-Archive");
 
@@ -151,6 +152,9 @@ pub struct Addressing<'a> {
     pub file_stem: String,
     /// DKIM signer, if configured.
     pub dkim: Option<&'a lettre::message::dkim::DkimConfig>,
+    /// The recipient's own https one-click unsubscribe URL (RFC 8058), when the web
+    /// endpoint is configured.
+    pub one_click: Option<&'a str>,
 }
 
 /// Builds the message for one recipient.
@@ -181,11 +185,15 @@ pub fn build_message(a: &Addressing<'_>, body: &Rendered) -> Result<Outgoing, Bu
         .subject(plain_line(&body.subject))
         .date(a.date.into())
         .message_id(Some(id.clone()))
-        .header(ListId(list_id))
-        .header(ListUnsubscribe(format!(
-            "<{}>",
-            unsubscribe_mailto(a.site, a.digest)
-        )));
+        .header(ListId(list_id));
+    let mailto = unsubscribe_mailto(a.site, a.digest);
+    builder = match a.one_click {
+        // RFC 8058: the https URL, POSTed to with this body, unsubscribes at once.
+        Some(url) => builder
+            .header(ListUnsubscribe(format!("<{url}>, <{mailto}>")))
+            .header(ListUnsubscribePost("List-Unsubscribe=One-Click".into())),
+        None => builder.header(ListUnsubscribe(format!("<{mailto}>"))),
+    };
     if let Some(r) = &a.site.reply_to {
         builder = builder.reply_to(r.clone());
     }
@@ -212,6 +220,77 @@ pub fn build_message(a: &Addressing<'_>, body: &Rendered) -> Result<Outgoing, Bu
         raw: message.formatted(),
         html: body.html.clone(),
         text: body.text.clone(),
+    })
+}
+
+/// A one-off message to one address that is not a digest (the sign-up confirmation):
+/// From, To, Subject, Date, a unique Message-ID, Auto-Submitted; text and HTML parts.
+pub struct Notice<'a> {
+    /// The site (From, Reply-To).
+    pub site: &'a Site,
+    /// Recipient address (already validated).
+    pub email: &'a str,
+    /// Recipient name, if given.
+    pub name: Option<&'a str>,
+    /// Subject; made one line.
+    pub subject: &'a str,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+    /// Makes the Message-ID and file name unique (e.g. "confirm-17").
+    pub key: &'a str,
+    /// Date header.
+    pub date: DateTime<Utc>,
+    /// DKIM signer, if configured.
+    pub dkim: Option<&'a lettre::message::dkim::DkimConfig>,
+}
+
+/// Builds a [`Notice`].
+pub fn build_notice(n: Notice<'_>) -> Result<Outgoing, BuildError> {
+    let fail = |reason: String| BuildError {
+        to: n.email.to_owned(),
+        reason,
+    };
+    let address = crate::config::parse_address(n.email).map_err(&fail)?;
+    let domain = n.site.from.email.domain().to_owned();
+    let id = format!(
+        "<{}.{}@{domain}>",
+        n.key,
+        short_hash(&[n.key, &n.email.to_lowercase()])
+    );
+    let to = Mailbox::new(
+        n.name.map(plain_line).filter(|s| !s.is_empty()),
+        address.clone(),
+    );
+    let mut builder = Message::builder()
+        .from(n.site.from.clone())
+        .to(to)
+        .subject(plain_line(n.subject))
+        .date(n.date.into())
+        .message_id(Some(id.clone()))
+        .header(AutoSubmitted("auto-generated".into()));
+    if let Some(r) = &n.site.reply_to {
+        builder = builder.reply_to(r.clone());
+    }
+    let mut message = builder
+        .multipart(MultiPart::alternative_plain_html(
+            n.text.clone(),
+            n.html.clone(),
+        ))
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(dkim) = n.dkim {
+        message.sign(dkim);
+    }
+    Ok(Outgoing {
+        file_stem: n.key.to_owned(),
+        message_id: id,
+        to: n.email.to_owned(),
+        envelope_from: n.site.from.email.clone(),
+        envelope_to: address,
+        raw: message.formatted(),
+        html: n.html,
+        text: n.text,
     })
 }
 

@@ -12,7 +12,8 @@ mod smtp;
 mod transport;
 
 pub use message::{
-    build_message, dkim_signer, message_id, unsubscribe_mailto, Addressing, BuildError, Outgoing,
+    build_message, build_notice, dkim_signer, message_id, unsubscribe_mailto, Addressing,
+    BuildError, Notice, Outgoing,
 };
 pub use transport::{SendError, Transport};
 

@@ -14,11 +14,15 @@ use crate::config;
 use crate::source::http::Validators;
 use crate::source::{Essay, Gathered, Reply};
 
+mod people;
+pub use people::{Figures, Profile, Signup};
+
 const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
     include_str!("schema4.sql"),
+    include_str!("schema5.sql"),
 ];
 
 /// A store operation failed.
@@ -506,11 +510,11 @@ impl Store {
             }
         }
         tx.execute(
-            "INSERT INTO source_state (source, first_gathered_at, last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies)
-             VALUES (?1, ?2, ?2, ?2, NULL, ?3, ?4)
+            "INSERT INTO source_state (source, first_gathered_at, last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies, gathers)
+             VALUES (?1, ?2, ?2, ?2, NULL, ?3, ?4, 1)
              ON CONFLICT (source) DO UPDATE SET last_gathered_at = ?2, last_ok_at = ?2,
                first_gathered_at = COALESCE(first_gathered_at, ?2),
-               last_error = NULL, last_new_essays = ?3, last_new_replies = ?4",
+               last_error = NULL, last_new_essays = ?3, last_new_replies = ?4, gathers = gathers + 1",
             params![source, now_s, added.essays as i64, added.replies as i64],
         )?;
         tx.commit()?;
@@ -525,8 +529,9 @@ impl Store {
         error: &str,
     ) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO source_state (source, last_gathered_at, last_error) VALUES (?1, ?2, ?3)
-             ON CONFLICT (source) DO UPDATE SET last_gathered_at = ?2, last_error = ?3",
+            "INSERT INTO source_state (source, last_gathered_at, last_error, gathers, failures) VALUES (?1, ?2, ?3, 1, 1)
+             ON CONFLICT (source) DO UPDATE SET last_gathered_at = ?2, last_error = ?3,
+               gathers = gathers + 1, failures = failures + 1",
             params![source, ts(now), error],
         )?;
         Ok(())
@@ -761,9 +766,9 @@ impl Store {
     /// Every subscriber with digests, status and origin, by address.
     pub fn list_subscribers(&self) -> Result<Vec<crate::subscribers::Listed>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT s.email, s.name, s.timezone, s.status, s.origin,
+            "SELECT s.email, s.name, COALESCE(s.chosen_timezone, s.timezone), s.status, s.origin,
                     COALESCE((SELECT group_concat(digest, ';') FROM
-                        (SELECT digest FROM subscriber_digest d WHERE d.subscriber_id = s.id ORDER BY digest)), '')
+                        (SELECT digest FROM subscription d WHERE d.subscriber_id = s.id ORDER BY digest)), '')
              FROM subscriber s ORDER BY s.email",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -799,8 +804,8 @@ impl Store {
     /// Active subscribers of a digest, in address order.
     pub fn active_subscribers(&self, digest: &str) -> Result<Vec<SubscriberRow>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT s.id, s.email, s.name, s.timezone, s.status FROM subscriber s
-             JOIN subscriber_digest d ON d.subscriber_id = s.id
+            "SELECT s.id, s.email, s.name, COALESCE(s.chosen_timezone, s.timezone), s.status FROM subscriber s
+             JOIN subscription d ON d.subscriber_id = s.id
              WHERE d.digest = ?1 AND s.status = 'active' ORDER BY s.email",
         )?;
         let rows = stmt.query_map([digest], subscriber_row)?;
@@ -1035,7 +1040,12 @@ impl Store {
         is_dead: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<PendingDelivery>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.id, d.attempts, s.id, s.email, s.name, s.timezone, s.status, d.status, d.claimed_by
+            "SELECT d.id, d.attempts, s.id, s.email, s.name, COALESCE(s.chosen_timezone, s.timezone),
+                    CASE WHEN s.status = 'active' AND NOT EXISTS (SELECT 1 FROM subscription w
+                              JOIN edition e ON e.id = d.edition_id
+                              WHERE w.subscriber_id = s.id AND w.digest = e.digest)
+                         THEN 'unsubscribed' ELSE s.status END,
+                    d.status, d.claimed_by
              FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id
              WHERE d.edition_id = ?1 AND (d.status = 'pending'
                 OR (d.status = 'deferred' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?2))

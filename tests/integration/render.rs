@@ -82,6 +82,7 @@ fn render(cfg: &Config, digest: usize, name: Option<&str>, tz: &str) -> Rendered
         },
         view: &v,
         unsubscribe_url: gazette::deliver::unsubscribe_mailto(&cfg.site, d),
+        preferences_url: None,
     };
     renderer.render(d, &ctx).unwrap()
 }

@@ -1,0 +1,544 @@
+//! The web endpoint over real HTTP: `gazette serve` (the real binary) on a loopback port,
+//! driven by an HTTP client, with what it changed read back from the SQLite file and what
+//! it mailed read back from the outbox.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use crate::common::{Mail, Site};
+
+/// The shipped publication with a `[web]` table (public address as in production; the
+/// tests talk to the loopback port instead, like a reverse proxy would).
+fn site_with_web(extra: &str) -> Site {
+    let site = Site::new();
+    site.edit(
+        "config.toml",
+        "[[source]]\nname = \"site\"",
+        &format!("[web]\nlisten = \"127.0.0.1:0\"\n{extra}\n[[source]]\nname = \"site\""),
+    );
+    site
+}
+
+/// `gazette serve`, stopped (SIGTERM) when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(site: &Site) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .args(["serve"])
+            .current_dir(site.dir.path())
+            .env_remove("GAZETTE_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gazette serve said where it listens");
+        Server {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// The loopback URL for a link's path (links carry the public address).
+    fn url(&self, link: &str) -> String {
+        let path = link
+            .split_once("://")
+            .map(|(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]))
+            .unwrap_or(link);
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = client().get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn post(url: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let r = client()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The https link in a message's List-Unsubscribe header.
+fn one_click_link(m: &Mail) -> String {
+    let header = m.list_unsubscribe.clone().expect("List-Unsubscribe");
+    header
+        .split(['<', '>'])
+        .find(|p| p.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no https URL in {header}"))
+        .to_owned()
+}
+
+fn link_in(text: &str, marker: &str) -> String {
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in {text}"));
+    text[start..]
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn choices(site: &Site) -> Vec<(String, String, i64)> {
+    let db = site.db();
+    let mut stmt = db
+        .prepare(
+            "SELECT s.email, c.digest, c.wanted FROM digest_choice c JOIN subscriber s ON s.id = c.subscriber_id ORDER BY 1, 2",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn token_of(link: &str) -> String {
+    link.rsplit('/').next().unwrap().to_owned()
+}
+
+fn add_essay(site: &Site, slug: &str, title: &str) {
+    site.write(
+        &format!("examples/site/essays/{slug}.md"),
+        &format!(
+            "+++\ntitle = \"{title}\"\nauthor = \"A. Writer\"\n+++\n\nA new essay about {title}.\n"
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_click_unsubscribe_leaves_one_digest_for_its_own_subscriber_only() {
+    let site = site_with_web("");
+    let sent = site.gazette_async(&["send"]).await;
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let essays = site.outbox_matching("essays-0001-");
+    assert_eq!(essays.len(), 2);
+    let ada = essays
+        .iter()
+        .find(|m| m.to_addr == "ada@example.org")
+        .unwrap();
+    // RFC 8058 headers, each message with its own link.
+    assert!(
+        ada.raw
+            .contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+        "{}",
+        ada.raw
+    );
+    let ada_link = one_click_link(ada);
+    assert!(ada_link.starts_with("https://longmargin.example.org/unsubscribe/"));
+    let bo_link = one_click_link(essays.iter().find(|m| m.to_addr != ada.to_addr).unwrap());
+    assert_ne!(ada_link, bo_link);
+    // The body's link goes to the page (the same URL, answering GET with a form).
+    assert!(ada.text.contains(&ada_link), "{}", ada.text);
+    assert!(ada.html.contains(&format!("href=\"{ada_link}\"")));
+
+    let server = Server::start(&site);
+    // A GET (a link scanner, a preview) shows the button and changes nothing.
+    let (status, page) = get(&server.url(&ada_link)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("ada@example.org") && page.contains("<form method=\"post\">"));
+    assert!(choices(&site).is_empty(), "a GET changed nothing");
+
+    // Forged, truncated, moved to another subscriber, or made for another purpose: 4xx.
+    let token = token_of(&ada_link);
+    let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&token)
+        .unwrap();
+    let ada_id = i64::from_be_bytes(raw[..8].try_into().unwrap());
+    raw[..8].copy_from_slice(&(ada_id + 1).to_be_bytes());
+    let moved = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw);
+    let mut forged = token.clone().into_bytes();
+    let i = forged.len() - 12;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let preferences = link_in(&ada.text, "https://longmargin.example.org/preferences/");
+    for bad in [
+        moved,
+        forged,
+        token[..token.len() - 4].to_owned(),
+        token_of(&preferences),
+        "AAAA".into(),
+    ] {
+        let url = format!("{}/unsubscribe/{bad}", server.base);
+        let (status, _) = post(&url, &[("List-Unsubscribe", "One-Click")]).await;
+        assert!(
+            (400..500).contains(&status),
+            "{bad} got {status}, not a 4xx"
+        );
+        let (status, _) = get(&url).await;
+        assert!((400..500).contains(&status));
+    }
+    // Without the one-click body nothing happens either.
+    let (status, _) = post(&server.url(&ada_link), &[("other", "x")]).await;
+    assert_eq!(status, 400);
+    assert!(choices(&site).is_empty(), "bad requests changed nothing");
+
+    // The mail client's one-click POST: 200, at once, and again (idempotent).
+    for _ in 0..2 {
+        let (status, page) =
+            post(&server.url(&ada_link), &[("List-Unsubscribe", "One-Click")]).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("You are unsubscribed"), "{page}");
+    }
+    assert_eq!(
+        choices(&site),
+        [("ada@example.org".to_owned(), "essays".to_owned(), 0)]
+    );
+
+    // The next essays edition skips her, and only her; her replies digest continues.
+    add_essay(&site, "late-autumn", "Late autumn");
+    let sent = site.gazette_async(&["send"]).await;
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let second: Vec<String> = site
+        .outbox_matching("essays-0002-")
+        .into_iter()
+        .map(|m| m.to_addr)
+        .collect();
+    assert_eq!(second, ["Bo.Chen@example.net"]);
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM subscriber WHERE status = 'active'"),
+        3,
+        "leaving one digest suppresses only that digest"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_everything_on_the_preferences_page_wins_over_config_toml() {
+    let site = site_with_web("");
+    assert_eq!(site.gazette_async(&["send"]).await.code, 0);
+    let bo = site
+        .outbox_matching("essays-0001-")
+        .into_iter()
+        .find(|m| m.to_addr == "Bo.Chen@example.net")
+        .unwrap();
+    let prefs = link_in(&bo.text, "https://longmargin.example.org/preferences/");
+    let server = Server::start(&site);
+    let (status, page) = get(&server.url(&prefs)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Bo.Chen@example.net") && page.contains("value=\"Asia&#x2F;Kolkata\""));
+    // A bad zone is refused with a message, nothing saved.
+    let (status, page) = post(
+        &server.url(&prefs),
+        &[
+            ("digest", "essays"),
+            ("timezone", "Mars/Olympus"),
+            ("action", "save"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("not a time zone"));
+    let (status, _) = post(&server.url(&prefs), &[("action", "leave")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM subscriber WHERE email = 'Bo.Chen@example.net' AND status = 'unsubscribed'"),
+        1
+    );
+    drop(server);
+    // Still listed in config.toml: check warns, and no edition mails him.
+    let check = site.gazette_async(&["check"]).await;
+    let said = format!("{}{}", check.stdout, check.stderr);
+    assert!(
+        said.contains("lists Bo.Chen@example.net, which is unsubscribed"),
+        "{check:?}"
+    );
+    add_essay(&site, "winter", "Winter");
+    assert_eq!(site.gazette_async(&["send"]).await.code, 0);
+    let second: Vec<String> = site
+        .outbox_matching("essays-0002-")
+        .into_iter()
+        .map(|m| m.to_addr)
+        .collect();
+    assert_eq!(second, ["ada@example.org"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_subscribes_confirms_receives_the_next_digest_and_leaves_with_one_click() {
+    let site = site_with_web("subscribe_per_address = 2\nsubscribe_per_ip = 5\n");
+    let server = Server::start(&site);
+    let script = "<script>alert(1)</script>";
+    let (status, form) = get(&format!("{}/subscribe", server.base)).await;
+    assert_eq!(status, 200);
+    assert!(form.contains("name=\"email\"") && !form.contains("<script"));
+
+    // A bad address re-shows the form with the values escaped.
+    let (status, page) = post(
+        &format!("{}/subscribe", server.base),
+        &[("email", script), ("name", script), ("digest", "essays")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(!page.contains("<script"), "{page}");
+    assert!(page.contains("&lt;script&gt;"));
+
+    let signup = [
+        ("email", "newcomer@Example.COM"),
+        ("name", script),
+        ("digest", "essays"),
+    ];
+    let (status, check_inbox) = post(&format!("{}/subscribe", server.base), &signup).await;
+    assert_eq!(status, 200);
+    assert!(check_inbox.contains("Check your inbox") && !check_inbox.contains("<script"));
+    // Nothing is mailed to the address but the confirmation until it is confirmed.
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM subscriber WHERE email = 'newcomer@example.com'"),
+        0
+    );
+
+    // An address that is already subscribed gets the very same answer.
+    let (_, known) = post(
+        &format!("{}/subscribe", server.base),
+        &[
+            ("email", "ada@example.org"),
+            ("name", script),
+            ("digest", "essays"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        known.replace("ada@example.org", "X"),
+        check_inbox.replace("newcomer@example.com", "X"),
+        "the form does not tell who is subscribed"
+    );
+
+    // The confirmation, from the outbox.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let confirmation = loop {
+        let found: Vec<(String, Vec<u8>)> = site
+            .emls_in("outbox")
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("confirm-"))
+            .collect();
+        if let Some(m) = found
+            .iter()
+            .map(|(_, b)| Mail::parse(b))
+            .find(|m| m.to_addr == "newcomer@example.com")
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no confirmation was written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(confirmation.subject.contains("Confirm your subscription"));
+    assert!(
+        !confirmation.html.contains("<script"),
+        "{}",
+        confirmation.html
+    );
+    let confirm = link_in(
+        &confirmation.text,
+        "https://longmargin.example.org/confirm/",
+    );
+
+    // A confirmation token is no unsubscribe token, and vice versa.
+    let (status, _) = post(
+        &format!("{}/unsubscribe/{}", server.base, token_of(&confirm)),
+        &[("List-Unsubscribe", "One-Click")],
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Following the link shows a button; only the POST subscribes.
+    let (status, page) = get(&server.url(&confirm)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("newcomer@example.com") && page.contains("New essays"));
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM subscriber WHERE email = 'newcomer@example.com'"),
+        0
+    );
+    let (status, page) = post(&server.url(&confirm), &[]).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("You are subscribed"));
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM subscriber WHERE email = 'newcomer@example.com' AND status = 'active' AND origin = 'web'"),
+        1
+    );
+    // The preferences page escapes the name too.
+    let prefs = link_in(
+        &page,
+        "https:&#x2F;&#x2F;longmargin.example.org&#x2F;preferences&#x2F;",
+    )
+    .replace("&#x2F;", "/");
+    let (status, prefs_page) = get(&server.url(&prefs)).await;
+    assert_eq!(status, 200);
+    assert!(prefs_page.contains("&lt;script&gt;") && !prefs_page.contains("<script"));
+
+    // Rate limits: a third confirmation for one address is not mailed (same answer) ...
+    for _ in 0..2 {
+        let (status, again) = post(&format!("{}/subscribe", server.base), &signup).await;
+        assert_eq!(status, 200);
+        assert_eq!(again, check_inbox, "the same answer, mailed or not");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let to_newcomer = site
+        .emls_in("outbox")
+        .iter()
+        .filter(|(n, _)| n.starts_with("confirm-"))
+        .filter(|(_, b)| Mail::parse(b).to_addr == "newcomer@example.com")
+        .count();
+    assert_eq!(to_newcomer, 2, "the per-address limit held back the third");
+    // ... and the sixth sign-up from one client address is refused outright.
+    let (status, _) = post(&format!("{}/subscribe", server.base), &signup).await;
+    assert_eq!(status, 429);
+    drop(server);
+
+    // The next digest reaches the newcomer, with their own one-click link.
+    let sent = site.gazette_async(&["send"]).await;
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let mine = site
+        .outbox_matching("essays-0001-")
+        .into_iter()
+        .find(|m| m.to_addr == "newcomer@example.com")
+        .expect("the newcomer got the digest");
+    assert!(
+        !mine.html.contains("<script"),
+        "the name is escaped in the message"
+    );
+    let server = Server::start(&site);
+    let (status, _) = post(
+        &server.url(&one_click_link(&mine)),
+        &[("List-Unsubscribe", "One-Click")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        choices(&site)
+            .into_iter()
+            .filter(|(_, _, wanted)| *wanted == 0)
+            .collect::<Vec<_>>(),
+        [("newcomer@example.com".to_owned(), "essays".to_owned(), 0)],
+        "they left, and nobody else did"
+    );
+}
+
+fn scrape(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text parses")
+}
+
+fn value(scrape: &prometheus_parse::Scrape, name: &str, label: (&str, &str)) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_move_when_an_edition_is_sent() {
+    let site = site_with_web("");
+    let server = Server::start(&site);
+    let (status, health) = get(&format!("{}/healthz", server.base)).await;
+    assert_eq!((status, health.as_str()), (200, "ok\n"));
+    let (status, before) = get(&format!("{}/metrics", server.base)).await;
+    assert_eq!(status, 200);
+    let before = scrape(&before);
+    assert_eq!(
+        value(&before, "gazette_editions_total", ("digest", "essays")),
+        0.0
+    );
+
+    assert_eq!(site.gazette_async(&["send"]).await.code, 0);
+    let (_, after) = get(&format!("{}/metrics", server.base)).await;
+    let parsed = scrape(&after);
+    assert_eq!(
+        value(&parsed, "gazette_editions_total", ("digest", "essays")),
+        1.0
+    );
+    assert_eq!(
+        value(&parsed, "gazette_deliveries", ("status", "sent")),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(&parsed, "gazette_source_gathers_total", ("source", "site")),
+        1.0
+    );
+    assert_eq!(
+        value(&parsed, "gazette_source_failures_total", ("source", "site")),
+        0.0
+    );
+    assert!(
+        value(
+            &parsed,
+            "gazette_source_last_success_timestamp_seconds",
+            ("source", "site")
+        ) > 1.7e9
+    );
+    assert!(after.contains("# TYPE gazette_editions_total counter"));
+}
+
+#[test]
+fn a_bad_web_table_names_file_line_and_key() {
+    let site = site_with_web(
+        "base_url = \"http://news.example.org\"\nsecret_env = \"GAZETTE_TEST_NO_SUCH_VAR\"\n",
+    );
+    site.edit(
+        "config.toml",
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"localhost\"",
+    );
+    let run = site.gazette(&["check"]);
+    assert_eq!(run.code, 1);
+    for needle in [
+        "config.toml:",
+        "`web.listen`",
+        "`web.base_url`",
+        "must be https",
+        "`web.secret_env`",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle} in {}", run.stderr);
+    }
+    let serve = Site::new().gazette(&["serve"]);
+    assert_eq!(serve.code, 1);
+    assert!(serve.stderr.contains("no [web] table"), "{}", serve.stderr);
+}
