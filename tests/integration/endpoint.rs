@@ -30,8 +30,13 @@ struct Server {
 
 impl Server {
     fn start(site: &Site) -> Server {
+        Server::start_env(site, &[])
+    }
+
+    fn start_env(site: &Site, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gazette"))
-            .args(["serve"])
+            .args(["-vv", "serve"])
+            .envs(env.iter().copied())
             .current_dir(site.dir.path())
             .env_remove("GAZETTE_LOG")
             .stderr(Stdio::piped())
@@ -541,4 +546,98 @@ fn a_bad_web_table_names_file_line_and_key() {
     let serve = Site::new().gazette(&["serve"]);
     assert_eq!(serve.code, 1);
     assert!(serve.stderr.contains("no [web] table"), "{}", serve.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gazette_run_serves_the_endpoint_and_refuses_to_start_on_a_taken_port() {
+    let site = site_with_web("");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(["run"])
+        .current_dir(site.dir.path())
+        .env_remove("GAZETTE_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = daemon.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the daemon logged where its endpoint listens");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let (status, body) = get(&format!("http://{addr}/healthz")).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    // A second daemon on the same port does not start half-working.
+    let other = site_with_web("");
+    other.edit(
+        "config.toml",
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{addr}\""),
+    );
+    let refused = other.gazette_async(&["run"]).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!("cannot listen on {addr}")),
+        "{}",
+        refused.stderr
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let status = daemon.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_from_the_environment_signs_the_links_and_is_never_printed() {
+    let secret = "correct-horse-battery-staple-0123456789abcdef";
+    let site = site_with_web("secret_env = \"GAZETTE_TEST_WEB_SECRET\"\n");
+    let env = [("GAZETTE_TEST_WEB_SECRET", secret)];
+    let sent = site.gazette_env(&["-vv", "send"], &env);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    assert!(
+        !site.path("gazette.secret").exists(),
+        "no file when the env gives it"
+    );
+    let mail = site.outbox_matching("essays-0001-").remove(0);
+    assert!(!mail.raw.contains(secret));
+    let link = one_click_link(&mail);
+
+    // Another secret: the same link is worthless.
+    let other = Server::start_env(
+        &site,
+        &[(
+            "GAZETTE_TEST_WEB_SECRET",
+            "another-secret-of-enough-length-0123456789",
+        )],
+    );
+    let (status, _) = post(&other.url(&link), &[("List-Unsubscribe", "One-Click")]).await;
+    assert_eq!(status, 404);
+    drop(other);
+
+    let server = Server::start_env(&site, &env);
+    let (status, _) = post(&server.url(&link), &[("List-Unsubscribe", "One-Click")]).await;
+    assert_eq!(status, 200);
+    drop(server);
+    let check = site.gazette_env(&["-vv", "check"], &env);
+    for out in [&sent.stdout, &sent.stderr, &check.stdout, &check.stderr] {
+        assert!(!out.contains(secret), "the secret leaked: {out}");
+    }
+    let short = site.gazette_env(&["check"], &[("GAZETTE_TEST_WEB_SECRET", "short")]);
+    assert_eq!(short.code, 1);
+    assert!(
+        short.stderr.contains("shorter than 32") && !short.stderr.contains("short\""),
+        "{}",
+        short.stderr
+    );
 }

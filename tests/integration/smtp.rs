@@ -36,10 +36,20 @@ pub fn smtp_site_on_port(port: u16, smtp_extra: &str, delivery_extra: &str, n: u
     site
 }
 
+/// Turns on the web endpoint's links (nothing needs to listen for these tests).
+fn with_web(site: &Site) {
+    site.edit(
+        "config.toml",
+        "[delivery]",
+        "[web]\nlisten = \"127.0.0.1:0\"\n\n[delivery]",
+    );
+}
+
 #[test]
 fn delivers_an_edition_to_50_subscribers_each_message_whole_and_private() {
     let server = CaptureServer::start();
     let site = smtp_site(&server, "", "concurrency = 4", 50);
+    with_web(&site);
     let run = site.gazette(&["send", "--digest", "essays"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(
@@ -54,6 +64,7 @@ fn delivers_an_edition_to_50_subscribers_each_message_whole_and_private() {
     assert_eq!(got.len(), 50, "exactly once each");
     let all: Vec<String> = (0..50).map(|i| format!("sub{i:02}@example.org")).collect();
     let mut seen = BTreeSet::new();
+    let mut one_click_urls = BTreeSet::new();
     for c in &got {
         assert_eq!(c.mail_from, "digest@longmargin.example.org");
         assert_eq!(c.rcpt_tos.len(), 1);
@@ -68,14 +79,26 @@ fn delivers_an_edition_to_50_subscribers_each_message_whole_and_private() {
         let raw = String::from_utf8_lossy(&c.raw);
         for h in [
             "\r\nList-Id: ",
-            "\r\nList-Unsubscribe: <mailto:",
+            "\r\nList-Unsubscribe: <https://longmargin.example.org/unsubscribe/",
+            "\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            "<mailto:digest@longmargin.example.org?subject=unsubscribe%20essays>",
             "\r\nAuto-Submitted: auto-generated\r\n",
             "\r\nDate: ",
             "\r\nMessage-ID: <essays.1.",
         ] {
             assert!(raw.contains(h), "{h:?} missing in\n{raw}");
         }
-        assert!(m.text.contains("Unsubscribe: mailto:") && m.html.contains(">Unsubscribe</a>"));
+        let header = m.list_unsubscribe.clone().unwrap();
+        let url = header
+            .split(['<', '>'])
+            .find(|p| p.starts_with("https://"))
+            .unwrap()
+            .to_owned();
+        assert!(
+            m.text.contains(&format!("Unsubscribe: {url}")) && m.html.contains(">Unsubscribe</a>"),
+            "the body links to the reader's own unsubscribe page"
+        );
+        assert!(one_click_urls.insert(url), "each reader has their own link");
         for other in &all {
             if other != to {
                 assert!(
@@ -205,6 +228,7 @@ fn a_missing_password_variable_is_a_config_error_naming_it_not_its_value() {
 fn dkim_round_trip(key: &str, record: &str, algorithm: &str) {
     let server = CaptureServer::start();
     let site = smtp_site(&server, "", "", 2);
+    with_web(&site);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dkim");
     let cfg = site.read("config.toml").replace(
         "[delivery.smtp]",
@@ -249,6 +273,7 @@ fn dkim_round_trip(key: &str, record: &str, algorithm: &str) {
             "message-id",
             "to",
             "list-unsubscribe",
+            "list-unsubscribe-post",
         ] {
             assert!(h.split(':').any(|x| x == name), "h= lacks {name}: {h}");
         }
@@ -259,6 +284,14 @@ fn dkim_round_trip(key: &str, record: &str, algorithm: &str) {
         std::fs::write(&tampered, raw.replacen("Subject: ", "Subject: Re: ", 1)).unwrap();
         let (ok, _) = dkim_verify(&tampered, &fixtures.join(record));
         assert!(!ok, "a tampered message must not verify");
+        // Nor does one whose one-click link was swapped for someone else's.
+        std::fs::write(
+            &tampered,
+            raw.replacen("/unsubscribe/", "/unsubscribe/X", 1),
+        )
+        .unwrap();
+        let (ok, _) = dkim_verify(&tampered, &fixtures.join(record));
+        assert!(!ok, "a changed List-Unsubscribe must not verify");
     }
 }
 
