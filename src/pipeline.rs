@@ -367,9 +367,9 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         for ed in store.unfinished_editions(&digest.name)? {
             let (essays, replies) = store.edition_items(ed.id)?;
             let sel = Selection { essays, replies };
-            let maker = run.maker(digest, ed.number, ed.scheduled_for, run.view(&store, &sel)?);
+            let maker = run.maker(digest, ed.number, ed.scheduled_for, run.view(&store, &sel)?)?;
             tracing::info!(digest = %digest.name, edition = ed.number, "Resuming unfinished edition.");
-            let tally = run.deliver_edition(&mut store, &ed, maker).await?;
+            let tally = run.deliver_edition(&mut store, &ed, maker, false).await?;
             let stopped = tally.stopped;
             report.digests.push(DigestOutcome::Delivered {
                 digest: digest.name.clone(),
@@ -404,31 +404,6 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
     Ok(report)
 }
 
-/// The parts of a [`MessageContext`] that are built per subscriber.
-struct OwnedContext<'v> {
-    site: SiteInfo,
-    digest: DigestInfo,
-    edition: EditionInfo,
-    subscriber: SubscriberInfo,
-    view: &'v DigestView,
-    unsubscribe_url: String,
-    preferences_url: Option<String>,
-}
-
-impl OwnedContext<'_> {
-    fn borrow(&self) -> MessageContext<'_> {
-        MessageContext {
-            site: &self.site,
-            digest: &self.digest,
-            edition: &self.edition,
-            subscriber: self.subscriber.clone(),
-            view: self.view,
-            unsubscribe_url: self.unsubscribe_url.clone(),
-            preferences_url: self.preferences_url.clone(),
-        }
-    }
-}
-
 /// Everything needed to make any copy of one edition, owned so that copies can be
 /// rendered on worker threads.
 struct CopyMaker {
@@ -437,52 +412,75 @@ struct CopyMaker {
     links: Option<Links>,
     site: Site,
     digest: Digest,
-    view: DigestView,
     number: i64,
     at: DateTime<Utc>,
+    /// The edition's context, serialised once; each copy swaps in its recipient.
+    base: tera::Context,
+    /// Contexts handed back by finished copies, reused instead of copying `base`.
+    spare: std::sync::Mutex<Vec<tera::Context>>,
+}
+
+/// One recipient's links.
+struct CopyLinks {
+    unsubscribe: String,
+    preferences: Option<String>,
 }
 
 impl CopyMaker {
-    fn context(&self, s: &SubscriberRow) -> OwnedContext<'_> {
-        let site = &self.site;
+    fn links_for(&self, s: &SubscriberRow) -> CopyLinks {
         let digest = &self.digest;
-        OwnedContext {
-            site: SiteInfo {
-                name: site.name.clone(),
-                base_url: site.base_url.clone(),
+        match &self.links {
+            Some(l) => CopyLinks {
+                unsubscribe: l.unsubscribe(s.id, &digest.name),
+                preferences: Some(l.preferences(s.id, &digest.name)),
             },
-            digest: DigestInfo {
-                name: digest.name.clone(),
-                title: digest.title.clone(),
+            None => CopyLinks {
+                unsubscribe: deliver::unsubscribe_mailto(&self.site, digest),
+                preferences: None,
             },
-            edition: EditionInfo {
-                number: self.number,
-                date: store::ts(self.at),
-            },
-            subscriber: SubscriberInfo {
+        }
+    }
+
+    /// Runs `f` on the context of one subscriber's copy.
+    fn with_context<T>(
+        &self,
+        s: &SubscriberRow,
+        links: &CopyLinks,
+        f: impl FnOnce(&tera::Context) -> T,
+    ) -> T {
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut ctx = spare.unwrap_or_else(|| self.base.clone());
+        ctx.insert(
+            "subscriber",
+            &SubscriberInfo {
                 name: s.name.clone(),
                 email: s.email.clone(),
                 timezone: s
                     .timezone
                     .clone()
-                    .unwrap_or_else(|| digest.timezone.name().to_owned()),
+                    .unwrap_or_else(|| self.digest.timezone.name().to_owned()),
             },
-            view: &self.view,
-            unsubscribe_url: match &self.links {
-                Some(l) => l.unsubscribe(s.id, &digest.name),
-                None => deliver::unsubscribe_mailto(site, digest),
-            },
-            preferences_url: self
-                .links
-                .as_ref()
-                .map(|l| l.preferences(s.id, &digest.name)),
-        }
+        );
+        ctx.insert("unsubscribe_url", &links.unsubscribe);
+        ctx.insert("preferences_url", &links.preferences);
+        let out = f(&ctx);
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(ctx);
+        out
     }
 
     /// Runs one subscriber's templates (no CSS inlining, no message): the pre-flight.
     fn check(&self, s: &SubscriberRow) -> Result<(), PipelineError> {
-        let ctx = self.context(s);
-        Ok(self.renderer.check(&self.digest, &ctx.borrow())?)
+        let links = self.links_for(s);
+        Ok(self.with_context(s, &links, |ctx| {
+            self.renderer.check_context(&self.digest, ctx)
+        })?)
     }
 
     /// Checks every subscriber's copy, on every core; the first failure in list order
@@ -506,8 +504,8 @@ impl CopyMaker {
     /// Renders and builds one subscriber's message.
     fn make(&self, s: &SubscriberRow) -> Result<Outgoing, PipelineError> {
         let (digest, number) = (&self.digest, self.number);
-        let owned = self.context(s);
-        let body = self.renderer.render(digest, &owned.borrow())?;
+        let links = self.links_for(s);
+        let body = self.with_context(s, &links, |ctx| self.renderer.render_context(digest, ctx))?;
         let id = deliver::message_id(
             &digest.name,
             number,
@@ -533,10 +531,10 @@ impl CopyMaker {
                 date: self.at,
                 file_stem: format!("{}-{number:04}-{hash}", digest.name),
                 dkim: self.dkim.as_deref(),
-                one_click: owned
-                    .preferences_url
+                one_click: links
+                    .preferences
                     .is_some()
-                    .then_some(owned.unsubscribe_url.as_str()),
+                    .then_some(links.unsubscribe.as_str()),
             },
             &body,
         )?)
@@ -607,7 +605,7 @@ impl Run<'_> {
         }
         let number = prev.map(|p| p.number + 1).unwrap_or(1);
         let scheduled_for = self.opts.tick.unwrap_or(at);
-        let maker = self.maker(digest, number, scheduled_for, self.view(store, &sel)?);
+        let maker = self.maker(digest, number, scheduled_for, self.view(store, &sel)?)?;
         // Every copy is rendered once before the edition exists: a template error stops
         // here, with nothing recorded and nothing sent. Copies are rendered again, a few
         // chunks ahead of sending, so a large edition is never all in memory.
@@ -633,7 +631,9 @@ impl Run<'_> {
         };
         tracing::info!(digest = %digest.name, edition = ed.number, audience = %audience, essays = sel.essays.len(),
             replies = sel.replies.len(), subscribers = subscribers.len(), "Created edition.");
-        let tally = self.deliver_edition(store, &ed, maker).await?;
+        // The ledger holds the list now; delivery reads it back a page at a time.
+        drop(subscribers);
+        let tally = self.deliver_edition(store, &ed, maker, true).await?;
         Ok(DigestOutcome::Delivered {
             digest: digest.name.clone(),
             edition: ed.number,
@@ -646,11 +646,14 @@ impl Run<'_> {
 
     /// Delivers what an edition still owes, waiting in-run for deferred messages that
     /// come due within `retry_within_run`; later ones are left for the next send.
+    /// `checked`: every owed copy has just been rendered by the pre-flight (a new
+    /// edition); a resumed one is checked here against today's templates.
     async fn deliver_edition(
         &self,
         store: &mut Store,
         ed: &store::EditionRow,
         maker: CopyMaker,
+        mut checked: bool,
     ) -> Result<Tally, PipelineError> {
         let maker = Arc::new(maker);
         let digest = &maker.digest;
@@ -664,20 +667,31 @@ impl Run<'_> {
         let started = time::now();
         let mut tally = Tally::default();
         loop {
-            let rows = store.pending_deliveries(ed.id, time::now(), &deliver::claim_is_dead)?;
-            if !rows.is_empty() {
-                // The pending rows of a resumed edition are checked against today's
-                // templates before the first of them is sent.
-                let subscribers: Vec<SubscriberRow> =
-                    rows.iter().map(|r| r.subscriber.clone()).collect();
-                maker.check_all(&subscribers)?;
+            let owed = deliver::Owed::new(store, ed.id, time::now())?;
+            if owed.total() > 0 {
+                if !checked {
+                    // The owed rows of a resumed edition are checked against today's
+                    // templates before the first of them is sent, a page at a time.
+                    let mut pages = owed.clone();
+                    loop {
+                        let page = pages.next_page(store)?;
+                        if page.is_empty() {
+                            break;
+                        }
+                        let subscribers: Vec<SubscriberRow> =
+                            page.into_iter().map(|r| r.subscriber).collect();
+                        maker.check_all(&subscribers)?;
+                    }
+                    // Retries later in this run are of copies rendered in this run.
+                    checked = true;
+                }
                 let progress = self.opts.progress.as_ref();
-                progress.start(&digest.name, ed.number, rows.len());
+                progress.start(&digest.name, ed.number, owed.total());
                 let m = Arc::clone(&maker);
                 let result = deliver::deliver(
                     store,
                     self.transport,
-                    rows,
+                    owed,
                     Arc::new(move |row: &store::PendingDelivery| m.make(&row.subscriber)),
                     &pacing,
                     &self.opts.stop,
@@ -738,7 +752,7 @@ impl Run<'_> {
         if sel.is_empty() {
             return Err(PipelineError::NothingToTest(digest.name.clone()));
         }
-        let maker = self.maker(digest, 0, at, self.view(store, &sel)?);
+        let maker = self.maker(digest, 0, at, self.view(store, &sel)?)?;
         let subscriber = SubscriberRow {
             id: 0,
             email: to.to_string(),
@@ -781,16 +795,44 @@ impl Run<'_> {
         number: i64,
         at: DateTime<Utc>,
         view: DigestView,
-    ) -> CopyMaker {
-        CopyMaker {
+    ) -> Result<CopyMaker, PipelineError> {
+        let site = &self.config.site;
+        let base = Renderer::context(
+            digest,
+            &MessageContext {
+                site: &SiteInfo {
+                    name: site.name.clone(),
+                    base_url: site.base_url.clone(),
+                },
+                digest: &DigestInfo {
+                    name: digest.name.clone(),
+                    title: digest.title.clone(),
+                },
+                edition: &EditionInfo {
+                    number,
+                    date: store::ts(at),
+                },
+                // Replaced in every copy.
+                subscriber: SubscriberInfo {
+                    name: None,
+                    email: String::new(),
+                    timezone: digest.timezone.name().to_owned(),
+                },
+                view: &view,
+                unsubscribe_url: String::new(),
+                preferences_url: None,
+            },
+        )?;
+        Ok(CopyMaker {
             renderer: Arc::clone(&self.renderer),
             dkim: self.dkim.clone(),
             links: self.links.clone(),
-            site: self.config.site.clone(),
+            site: site.clone(),
             digest: digest.clone(),
-            view,
             number,
             at,
-        }
+            base,
+            spare: std::sync::Mutex::new(Vec::new()),
+        })
     }
 }

@@ -183,21 +183,30 @@ impl Renderer {
         &self.dir
     }
 
-    /// Runs the templates for one message without inlining CSS: the pre-flight check
-    /// that every copy of an edition renders before the first is sent.
-    pub fn check(&self, digest: &Digest, ctx: &MessageContext<'_>) -> Result<(), RenderError> {
-        let context = Context::from_serialize(ctx).map_err(|e| RenderError::Render {
+    /// Serialises a message context for Tera.
+    pub fn context(digest: &Digest, ctx: &MessageContext<'_>) -> Result<Context, RenderError> {
+        Context::from_serialize(ctx).map_err(|e| RenderError::Render {
             digest: digest.name.clone(),
             template: "(context)".into(),
             chain: crate::error_chain(&e),
-        })?;
+        })
+    }
+
+    /// Runs the templates for one message without inlining CSS: the pre-flight check
+    /// that every copy of an edition renders before the first is sent.
+    pub fn check(&self, digest: &Digest, ctx: &MessageContext<'_>) -> Result<(), RenderError> {
+        self.check_context(digest, &Self::context(digest, ctx)?)
+    }
+
+    /// [`Renderer::check`] for an already serialised context.
+    pub fn check_context(&self, digest: &Digest, context: &Context) -> Result<(), RenderError> {
         for name in [
             subject_name(&digest.name),
             format!("{}/digest.html", digest.template),
             format!("{}/digest.txt", digest.template),
         ] {
             self.tera
-                .render(&name, &context)
+                .render(&name, context)
                 .map_err(|e| RenderError::Render {
                     digest: digest.name.clone(),
                     template: name.clone(),
@@ -213,14 +222,18 @@ impl Renderer {
         digest: &Digest,
         ctx: &MessageContext<'_>,
     ) -> Result<Rendered, RenderError> {
-        let context = Context::from_serialize(ctx).map_err(|e| RenderError::Render {
-            digest: digest.name.clone(),
-            template: "(context)".into(),
-            chain: crate::error_chain(&e),
-        })?;
+        self.render_context(digest, &Self::context(digest, ctx)?)
+    }
+
+    /// [`Renderer::render`] for an already serialised context.
+    pub fn render_context(
+        &self,
+        digest: &Digest,
+        context: &Context,
+    ) -> Result<Rendered, RenderError> {
         let run = |name: &str| {
             self.tera
-                .render(name, &context)
+                .render(name, context)
                 .map_err(|e| RenderError::Render {
                     digest: digest.name.clone(),
                     template: name.to_owned(),

@@ -149,11 +149,68 @@ pub type Build<E> = Arc<dyn Fn(&PendingDelivery) -> Result<Outgoing, E> + Send +
 
 type Built<E> = (PendingDelivery, Option<Result<Outgoing, E>>);
 
+/// The rows an edition owes, read from the store a page at a time, so an edition of
+/// any size costs the same memory.
+#[derive(Debug, Clone)]
+pub struct Owed {
+    edition: i64,
+    now: DateTime<Utc>,
+    after: i64,
+    done: bool,
+    total: usize,
+}
+
+/// Rows read per page.
+const PAGE: usize = 1024;
+
+impl Owed {
+    /// What `edition` owes at `now` (pending, deferred and due, or left in flight by a
+    /// dead process), from its first row.
+    pub fn new(store: &Store, edition: i64, now: DateTime<Utc>) -> Result<Owed, StoreError> {
+        Ok(Owed {
+            edition,
+            now,
+            // Older editions' rows come first in the table; start at this one's.
+            after: store.first_delivery_id(edition)?.map_or(0, |id| id - 1),
+            done: false,
+            total: store.owed_count(edition, now, &claim_is_dead)?,
+        })
+    }
+
+    /// How many rows were owed when this was made.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The next page of rows; empty once all were read.
+    pub fn next_page(&mut self, store: &Store) -> Result<Vec<PendingDelivery>, StoreError> {
+        while !self.done {
+            let (rows, last) =
+                store.pending_page(self.edition, self.now, &claim_is_dead, self.after, PAGE)?;
+            match last {
+                Some(id) => self.after = id,
+                None => self.done = true,
+            }
+            if !rows.is_empty() {
+                return Ok(rows);
+            }
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// Why the next message could not be had.
+enum Stall {
+    Worker(tokio::task::JoinError),
+    Ledger(StoreError),
+}
+
 /// Messages are rendered in chunks on the blocking pool, a few chunks ahead of the
 /// claims: rendering uses every core while the ledger and the sockets are served here,
-/// and only those chunks are ever in memory.
+/// and only a page of rows and those chunks are ever in memory.
 struct RenderAhead<E> {
-    queue: std::vec::IntoIter<PendingDelivery>,
+    owed: Owed,
+    queue: VecDeque<PendingDelivery>,
     rendering: VecDeque<JoinHandle<Vec<Built<E>>>>,
     ready: VecDeque<Built<E>>,
     build: Build<E>,
@@ -162,23 +219,36 @@ struct RenderAhead<E> {
 }
 
 impl<E: Send + 'static> RenderAhead<E> {
-    fn new(rows: Vec<PendingDelivery>, build: Build<E>, concurrency: usize) -> Self {
+    fn new(
+        store: &Store,
+        owed: Owed,
+        build: Build<E>,
+        concurrency: usize,
+    ) -> Result<Self, StoreError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut r = RenderAhead {
-            queue: rows.into_iter(),
+            owed,
+            queue: VecDeque::new(),
             rendering: VecDeque::new(),
             ready: VecDeque::new(),
             build,
             chunk: concurrency.clamp(8, 64),
             ahead: cores + 1,
         };
-        r.refill();
-        r
+        r.refill(store)?;
+        Ok(r)
     }
 
-    fn refill(&mut self) {
-        while self.rendering.len() < self.ahead && self.queue.len() > 0 {
-            let rows: Vec<PendingDelivery> = self.queue.by_ref().take(self.chunk).collect();
+    fn refill(&mut self, store: &Store) -> Result<(), StoreError> {
+        while self.rendering.len() < self.ahead {
+            if self.queue.is_empty() {
+                self.queue.extend(self.owed.next_page(store)?);
+                if self.queue.is_empty() {
+                    break;
+                }
+            }
+            let take = self.chunk.min(self.queue.len());
+            let rows: Vec<PendingDelivery> = self.queue.drain(..take).collect();
             let build = Arc::clone(&self.build);
             self.rendering
                 .push_back(tokio::task::spawn_blocking(move || {
@@ -192,20 +262,26 @@ impl<E: Send + 'static> RenderAhead<E> {
                         .collect()
                 }));
         }
+        Ok(())
     }
 
-    fn remaining(&self) -> usize {
-        self.ready.len() + self.rendering.len() + self.queue.len()
+    fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+            && self.rendering.is_empty()
+            && self.queue.is_empty()
+            && self.owed.done
     }
 
-    async fn next(&mut self) -> Option<Result<Built<E>, tokio::task::JoinError>> {
+    async fn next(&mut self, store: &Store) -> Option<Result<Built<E>, Stall>> {
         if self.ready.is_empty() {
             let handle = self.rendering.pop_front()?;
             match handle.await {
                 Ok(chunk) => self.ready.extend(chunk),
-                Err(e) => return Some(Err(e)),
+                Err(e) => return Some(Err(Stall::Worker(e))),
             }
-            self.refill();
+            if let Err(e) = self.refill(store) {
+                return Some(Err(Stall::Ledger(e)));
+            }
         }
         self.ready.pop_front().map(Ok)
     }
@@ -217,7 +293,7 @@ impl<E: Send + 'static> RenderAhead<E> {
 pub async fn deliver<E: std::error::Error + Send + 'static>(
     store: &mut Store,
     transport: &Transport,
-    rows: Vec<PendingDelivery>,
+    owed: Owed,
     build: Build<E>,
     pacing: &Pacing,
     stop: &StopSignal,
@@ -234,7 +310,7 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
     let mut tally = Tally::default();
     let mut settle: Vec<Outcome> = Vec::new();
     let mut in_flight: JoinSet<(PendingDelivery, Result<String, SendError>)> = JoinSet::new();
-    let mut queue = RenderAhead::new(rows, build, concurrency);
+    let mut queue = RenderAhead::new(store, owed, build, concurrency)?;
     let mut done = 0usize;
     loop {
         // Fill free slots: take rendered messages, pace, then claim the whole batch in
@@ -259,14 +335,14 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
                     "Grace period over; messages still in flight will be retried by the next run."
                 );
             }
-            store.step(&settle, &[], claimant())?;
+            store.step_and_sync(&settle, claimant())?;
             done += settle.len();
             progress(done);
             tally.stopped = true;
             return Ok(tally);
         }
         while in_flight.len() + batch.len() < concurrency {
-            let Some(next) = queue.next().await else {
+            let Some(next) = queue.next(store).await else {
                 break;
             };
             let failure = match next {
@@ -290,12 +366,13 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
                     continue;
                 }
                 Ok((_, Some(Err(e)))) => DeliverError::Build(e),
-                Err(e) => DeliverError::Worker(e.to_string()),
+                Err(Stall::Worker(e)) => DeliverError::Worker(e.to_string()),
+                Err(Stall::Ledger(e)) => DeliverError::Ledger(e),
             };
             // Nothing of this batch was claimed: finish what is in flight, record it,
             // and stop before anything else is sent.
             drain(&mut in_flight, &mut settle, &mut tally, pacing).await;
-            store.step(&settle, &[], claimant())?;
+            store.step_and_sync(&settle, claimant())?;
             return Err(failure);
         }
         if !batch.is_empty() || !settle.is_empty() {
@@ -324,7 +401,7 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
             }
         }
         if in_flight.is_empty() {
-            if queue.remaining() == 0 {
+            if queue.is_empty() {
                 break;
             }
             continue;
@@ -332,7 +409,7 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
         // Block for a completion only when no slot is free or nothing is left to claim;
         // otherwise collect what has finished and go on claiming (a paced run waits in
         // the rate limiter instead).
-        if in_flight.len() >= concurrency || queue.remaining() == 0 {
+        if in_flight.len() >= concurrency || queue.is_empty() {
             if let Some(joined) = in_flight.join_next().await {
                 record(joined, &mut settle, &mut tally, pacing);
             }
@@ -341,7 +418,7 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
             record(joined, &mut settle, &mut tally, pacing);
         }
     }
-    store.step(&settle, &[], claimant())?;
+    store.step_and_sync(&settle, claimant())?;
     done += settle.len();
     progress(done);
     Ok(tally)
@@ -426,6 +503,72 @@ mod tests {
                 "{attempt}: {d:?}"
             );
         }
+    }
+
+    #[test]
+    fn owed_rows_are_read_in_pages_skipping_rows_a_live_process_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let now = crate::time::now();
+        let n = PAGE * 2 + 300;
+        let subs: Vec<crate::config::Subscriber> = (0..n)
+            .map(|i| crate::config::Subscriber {
+                email: crate::config::parse_address(&format!("r{i:05}@example.org")).unwrap(),
+                name: None,
+                digests: vec!["d".into()],
+                timezone: None,
+            })
+            .collect();
+        store.sync_subscribers(&subs, now).unwrap();
+        let ids: Vec<i64> = store
+            .active_subscribers("d")
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        let ed = store
+            .create_edition(
+                &crate::store::NewEdition {
+                    digest: "d".into(),
+                    audience: String::new(),
+                    number: 1,
+                    scheduled_for: now,
+                    window_from: now,
+                    window_to: now,
+                    essays: vec![],
+                    replies: vec![],
+                    subscribers: ids,
+                },
+                now,
+            )
+            .unwrap()
+            .unwrap();
+        // A whole first page is held by a live process: paging must go on past it.
+        let first = store.pending_deliveries(ed.id, now, &|_| false).unwrap();
+        let held: Vec<Claim> = first[..PAGE]
+            .iter()
+            .map(|r| Claim {
+                id: r.id,
+                message_id: "<m@x>".into(),
+                stale_claim: None,
+            })
+            .collect();
+        store.step(&[], &held, claimant()).unwrap();
+        let mut owed = Owed::new(&store, ed.id, now).unwrap();
+        assert_eq!(owed.total(), n - PAGE);
+        let mut seen = std::collections::BTreeSet::new();
+        loop {
+            let page = owed.next_page(&store).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= PAGE);
+            for row in page {
+                assert!(seen.insert(row.id), "row {} read twice", row.id);
+            }
+        }
+        assert_eq!(seen.len(), n - PAGE);
+        assert!(owed.next_page(&store).unwrap().is_empty());
     }
 
     #[test]
