@@ -738,6 +738,12 @@ fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8> {
         base_url: config.site.base_url.clone(),
     };
     let mut problems = 0;
+    if config.web.is_some() {
+        if let Err(e) = crate::web::check_pages(config) {
+            eprintln!("error: {e}");
+            problems += 1;
+        }
+    }
     for d in &config.digests {
         let info = DigestInfo {
             name: d.name.clone(),

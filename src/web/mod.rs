@@ -130,6 +130,56 @@ pub fn load_pages(templates_dir: &std::path::Path) -> Result<Tera, WebError> {
     Ok(tera)
 }
 
+/// Loads the page templates and renders each with sample values, so `gazette check`
+/// finds a broken page before a reader does.
+pub fn check_pages(config: &Config) -> Result<(), WebError> {
+    let dir = config.site.templates_dir.join("web");
+    let pages = load_pages(&config.site.templates_dir)?;
+    let mut c = Context::new();
+    c.insert(
+        "site",
+        &serde_json::json!({"name": config.site.name, "base_url": config.site.base_url}),
+    );
+    let digests: Vec<serde_json::Value> = config
+        .digests
+        .iter()
+        .map(|d| serde_json::json!({"name": d.name, "title": d.title, "chosen": true}))
+        .collect();
+    let titles: Vec<&str> = config.digests.iter().map(|d| d.title.as_str()).collect();
+    c.insert("heading", "Sample");
+    c.insert("lines", &["A sample line."]);
+    c.insert("preferences_url", "https://example.org/preferences/sample");
+    c.insert("subscribe_url", "https://example.org/subscribe");
+    c.insert("confirm_url", "https://example.org/confirm/sample");
+    c.insert("action", "https://example.org/subscribe");
+    c.insert("email", "reader@example.org");
+    c.insert("name", "Sample Reader");
+    c.insert("timezone", "Europe/Paris");
+    c.insert("digest", "Sample digest");
+    c.insert("subscribed", &true);
+    c.insert("active", &true);
+    c.insert("saved", &false);
+    c.insert("error", &Option::<String>::None);
+    for (name, _) in PAGES {
+        if *name == "layout.html" {
+            continue;
+        }
+        let mut page = c.clone();
+        if name.starts_with("confirm") {
+            page.insert("digests", &titles);
+        } else {
+            page.insert("digests", &digests);
+        }
+        pages
+            .render(&format!("web/{name}"), &page)
+            .map_err(|e| WebError::Templates {
+                dir: dir.clone(),
+                chain: crate::error_chain(&e),
+            })?;
+    }
+    Ok(())
+}
+
 /// What every request handler shares.
 struct App {
     config: Config,

@@ -641,3 +641,19 @@ async fn a_secret_from_the_environment_signs_the_links_and_is_never_printed() {
         short.stderr
     );
 }
+
+#[test]
+fn a_broken_page_template_is_reported_by_check() {
+    let site = site_with_web("");
+    site.write(
+        "templates/web/unsubscribe.html",
+        "{% extends \"web/layout.html\" %}{% block body %}{{ email | nosuchfilter }}{% endblock body %}",
+    );
+    let run = site.gazette(&["check"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("templates/web") && run.stderr.contains("nosuchfilter"),
+        "{}",
+        run.stderr
+    );
+}
