@@ -20,7 +20,8 @@ use crate::deliver::{
 };
 use crate::edition::{self, DigestView, Selection};
 use crate::render::{
-    DigestInfo, EditionInfo, MessageContext, RenderError, Renderer, SiteInfo, SubscriberInfo,
+    DigestInfo, EditionInfo, InlineMemo, MessageContext, RenderError, Renderer, SiteInfo,
+    SubscriberInfo,
 };
 use crate::source::{self, http::HttpClient, http::HttpError, GatherContext};
 use crate::store::{self, Added, NewEdition, Store, StoreError, SubscriberRow};
@@ -418,6 +419,8 @@ struct CopyMaker {
     base: tera::Context,
     /// Contexts handed back by finished copies, reused instead of copying `base`.
     spare: std::sync::Mutex<Vec<tera::Context>>,
+    /// CSS inlining shared between copies where that is exact.
+    inlined: InlineMemo,
 }
 
 /// One recipient's links.
@@ -505,7 +508,14 @@ impl CopyMaker {
     fn make(&self, s: &SubscriberRow) -> Result<Outgoing, PipelineError> {
         let (digest, number) = (&self.digest, self.number);
         let links = self.links_for(s);
-        let body = self.with_context(s, &links, |ctx| self.renderer.render_context(digest, ctx))?;
+        // The recipient's own values, for sharing CSS inlining between copies.
+        let mut values: Vec<&str> = vec![s.email.as_str(), links.unsubscribe.as_str()];
+        values.extend(s.name.as_deref());
+        values.extend(links.preferences.as_deref());
+        let body = self.with_context(s, &links, |ctx| {
+            self.renderer
+                .render_copy(digest, ctx, &values, &self.inlined)
+        })?;
         let id = deliver::message_id(
             &digest.name,
             number,
@@ -833,6 +843,7 @@ impl Run<'_> {
             at,
             base,
             spare: std::sync::Mutex::new(Vec::new()),
+            inlined: InlineMemo::default(),
         })
     }
 }

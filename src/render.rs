@@ -15,6 +15,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tera::{Context, Tera};
 
+mod inline_memo;
+pub use inline_memo::InlineMemo;
+
 use crate::config::{plain_line, Config, Digest};
 use crate::edition::DigestView;
 use crate::source::normalize;
@@ -231,6 +234,37 @@ impl Renderer {
         digest: &Digest,
         context: &Context,
     ) -> Result<Rendered, RenderError> {
+        self.render_with(digest, context, |html| self.inline(digest, html))
+    }
+
+    /// Renders one copy of an edition whose recipient-specific values are `values`,
+    /// sharing CSS inlining with the edition's other copies through `memo` where that
+    /// gives the same bytes (see [`InlineMemo`]).
+    pub fn render_copy(
+        &self,
+        digest: &Digest,
+        context: &Context,
+        values: &[&str],
+        memo: &InlineMemo,
+    ) -> Result<Rendered, RenderError> {
+        self.render_with(digest, context, |html| {
+            memo.inline(html, values, |h| self.inline(digest, h))
+        })
+    }
+
+    fn inline(&self, digest: &Digest, html: &str) -> Result<String, RenderError> {
+        self.inliner.inline(html).map_err(|e| RenderError::Inline {
+            digest: digest.name.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    fn render_with(
+        &self,
+        digest: &Digest,
+        context: &Context,
+        inline: impl Fn(&str) -> Result<String, RenderError>,
+    ) -> Result<Rendered, RenderError> {
         let run = |name: &str| {
             self.tera
                 .render(name, context)
@@ -243,16 +277,9 @@ impl Renderer {
         let subject = plain_line(&run(&subject_name(&digest.name))?);
         let html_raw = run(&format!("{}/digest.html", digest.template))?;
         let text = run(&format!("{}/digest.txt", digest.template))?;
-        let html = self
-            .inliner
-            .inline(&html_raw)
-            .map_err(|e| RenderError::Inline {
-                digest: digest.name.clone(),
-                message: e.to_string(),
-            })?;
         Ok(Rendered {
             subject,
-            html,
+            html: inline(&html_raw)?,
             text: tidy_text_part(&text),
         })
     }

@@ -176,3 +176,102 @@ fn the_inliner_never_loads_stylesheets() {
     assert!(!out.html.contains("evil.css"));
     assert!(!out.html.contains("root:"), "no local file was read");
 }
+
+/// Copies that share CSS inlining (`render_copy` with one memo, as an edition's copies
+/// do) are byte for byte what inlining each on its own gives, whatever the recipient's
+/// name, address or links look like: plain, markup-like, escaped, non-ASCII, empty.
+#[test]
+fn shared_css_inlining_gives_the_same_bytes_as_inlining_each_copy() {
+    let site = Site::new();
+    let cfg = config::load(&site.path("config.toml")).unwrap();
+    let renderer = Renderer::load(&cfg).unwrap();
+    let memo = gazette::render::InlineMemo::default();
+    // Ordinary readers, then awkward ones.
+    let ordinary: Vec<String> = (0..30).map(|i| format!("Reader {i}")).collect();
+    let mut names: Vec<Option<&str>> = ordinary.iter().map(|n| Some(n.as_str())).collect();
+    names.extend([
+        Some("Ada Lovelace"),
+        Some("Reader 1"),
+        Some("Reader 10"),
+        Some("wrap"),
+        Some("div"),
+        Some("a"),
+        Some("p"),
+        Some("style"),
+        Some("href"),
+        Some("O'Brien & Sons"),
+        Some("<script>alert(1)</script>"),
+        Some("Zoë \"Z\" Ünal"),
+        Some("The Long Margin"),
+        Some("New essays"),
+        Some("Maren Holt"),
+        Some(""),
+        None,
+    ]);
+    for (digest, d) in cfg.digests.iter().enumerate() {
+        let mut v = view();
+        if !d.include.essays {
+            v.essays.clear();
+        }
+        if !d.include.replies {
+            v.threads.clear();
+            v.reply_count = 0;
+        }
+        let site_info = SiteInfo {
+            name: cfg.site.name.clone(),
+            base_url: cfg.site.base_url.clone(),
+        };
+        let info = DigestInfo {
+            name: d.name.clone(),
+            title: d.title.clone(),
+        };
+        let edition = EditionInfo {
+            number: 7,
+            date: "2026-11-30T08:00:00.000000Z".into(),
+        };
+        for (i, name) in names.iter().enumerate() {
+            for tz in ["Europe/London", "Asia/Kolkata"] {
+                let email = match i % 3 {
+                    0 => format!("reader{i}@example.org"),
+                    1 => format!("Reader.{i}+tag@Example.org"),
+                    _ => "longmargin@example.org".to_owned(),
+                };
+                let unsubscribe = format!("https://longmargin.example.org/unsubscribe/Tok-{i}_x");
+                let preferences = format!("https://longmargin.example.org/preferences/Tok-{i}_y");
+                let ctx = MessageContext {
+                    site: &site_info,
+                    digest: &info,
+                    edition: &edition,
+                    subscriber: SubscriberInfo {
+                        name: name.map(str::to_owned),
+                        email: email.clone(),
+                        timezone: tz.into(),
+                    },
+                    view: &v,
+                    unsubscribe_url: unsubscribe.clone(),
+                    preferences_url: Some(preferences.clone()),
+                };
+                let alone = renderer.render(d, &ctx).unwrap();
+                let mut values = vec![email.as_str(), unsubscribe.as_str(), preferences.as_str()];
+                values.extend(name.filter(|n| !n.is_empty()));
+                let context = Renderer::context(d, &ctx).unwrap();
+                let shared = renderer.render_copy(d, &context, &values, &memo).unwrap();
+                assert_eq!(
+                    shared.html, alone.html,
+                    "digest {digest}, name {name:?}, {email}, {tz}"
+                );
+                assert_eq!(shared.text, alone.text);
+                assert_eq!(shared.subject, alone.subject);
+            }
+        }
+    }
+    // Most copies did share (the test would prove nothing otherwise); the awkward ones
+    // were inlined on their own.
+    let copies = cfg.digests.len() * names.len() * 2;
+    assert!(
+        memo.reused() * 2 > copies,
+        "{} of {copies} copies reused an inlining",
+        memo.reused()
+    );
+    assert!(memo.reused() < copies);
+}
