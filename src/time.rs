@@ -3,8 +3,9 @@
 //!
 //! A thread may be switched to *simulated* time: its clock then reads a start instant plus
 //! the tokio time elapsed since, so under tokio's paused time a test runs a week of
-//! schedules in moments. Per thread, so parallel tests keep their own clocks; Gazette's
-//! runtime is single-threaded, so every task of a run sees the same clock.
+//! schedules in moments. Per thread, so parallel tests keep their own clocks; a
+//! simulation runs on a current-thread runtime, so every task of it sees the same clock.
+//! (The binary never simulates: its multi-threaded runtime reads the real clock.)
 
 use std::cell::Cell;
 

@@ -333,8 +333,22 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(wrap)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(wrap)?;
+        // Switching a new file to WAL takes an exclusive lock that the busy timeout does
+        // not wait for: another process opening it at the same moment gets "locked".
+        let mut tries = 0;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e)
+                    if tries < 50
+                        && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(wrap(e)),
+            }
+        }
         // FULL: a delivery marked in flight or sent survives power loss, not only a
         // process crash (ARCHITECTURE.md, "Durability and speed of the ledger").
         conn.pragma_update(None, "synchronous", "FULL")
@@ -375,24 +389,32 @@ impl Store {
     }
 
     fn migrate(&mut self, path: &Path) -> Result<()> {
-        let version: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?;
         let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew {
-                path: path.to_owned(),
-                found: version,
-                known,
-            });
-        }
         // Off while migrating: a migration may rebuild a table others refer to (SQLite's
         // documented procedure); the references are checked before each commit.
         self.conn.pragma_update(None, "foreign_keys", "OFF")?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        loop {
+            // The version is read inside the write transaction: two processes opening a
+            // new database at once (`gazette run` and its web endpoint, or `serve`)
+            // must not both apply the same step.
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if version > known {
+                return Err(StoreError::TooNew {
+                    path: path.to_owned(),
+                    found: version,
+                    known,
+                });
+            }
+            let Some(sql) = usize::try_from(version)
+                .ok()
+                .and_then(|v| MIGRATIONS.get(v))
+            else {
+                tx.commit()?;
+                break;
+            };
             tx.execute_batch(sql)?;
             let broken: i64 =
                 tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
@@ -403,11 +425,11 @@ impl Store {
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
                     Some(format!(
                         "migration {} left {broken} broken references",
-                        i + 1
+                        version + 1
                     )),
                 )));
             }
-            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -1534,6 +1556,27 @@ mod tests {
             message_id: "<m@x>".into(),
             stale_claim: stale.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn two_processes_opening_a_new_database_at_once_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.db");
+        let opened: Vec<_> = (0..4)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || Store::open(&p).map(|_| ()))
+            })
+            .collect();
+        for o in opened {
+            o.join().unwrap().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let v: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
     }
 
     #[test]

@@ -180,6 +180,13 @@ async fn one_click_unsubscribe_leaves_one_digest_for_its_own_subscriber_only() {
     assert!(ada.text.contains(&ada_link), "{}", ada.text);
     assert!(ada.html.contains(&format!("href=\"{ada_link}\"")));
 
+    // The secret that signs the links was made on first use, readable only by us.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(site.path("gazette.secret")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), 32);
+    }
     let server = Server::start(&site);
     // A GET (a link scanner, a preview) shows the button and changes nothing.
     let (status, page) = get(&server.url(&ada_link)).await;
@@ -276,6 +283,35 @@ async fn leaving_everything_on_the_preferences_page_wins_over_config_toml() {
     .await;
     assert_eq!(status, 400);
     assert!(page.contains("not a time zone"));
+    // Saving: only the replies digest, another zone.
+    let (status, page) = post(
+        &server.url(&prefs),
+        &[
+            ("digest", "replies"),
+            ("timezone", "America/Chicago"),
+            ("action", "save"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Saved.") && page.contains("value=\"America&#x2F;Chicago\""));
+    assert_eq!(
+        choices(&site),
+        [
+            ("Bo.Chen@example.net".to_owned(), "essays".to_owned(), 0),
+            ("Bo.Chen@example.net".to_owned(), "replies".to_owned(), 1),
+        ]
+    );
+    let listed = site.gazette_async(&["subscribers", "list", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let bo = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["email"] == "Bo.Chen@example.net")
+        .unwrap();
+    assert_eq!(bo["digests"], serde_json::json!(["replies"]));
+    assert_eq!(bo["timezone"], "America/Chicago");
     let (status, _) = post(&server.url(&prefs), &[("action", "leave")]).await;
     assert_eq!(status, 200);
     assert_eq!(
