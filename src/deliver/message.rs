@@ -194,32 +194,68 @@ pub fn build_message(a: &Addressing<'_>, body: &Rendered) -> Result<Outgoing, Bu
             .header(ListUnsubscribePost("List-Unsubscribe=One-Click".into())),
         None => builder.header(ListUnsubscribe(format!("<{mailto}>"))),
     };
-    if let Some(r) = &a.site.reply_to {
-        builder = builder.reply_to(r.clone());
-    }
     if let Some(archive) = &a.site.archive_url {
         builder = builder.header(ListArchive(format!("<{archive}>")));
+    }
+    finish(
+        builder,
+        Parts {
+            site: a.site,
+            dkim: a.dkim,
+            email: a.email,
+            address,
+            id,
+            file_stem: a.file_stem.clone(),
+            text: body.text.clone(),
+            html: body.html.clone(),
+        },
+    )
+}
+
+/// What [`finish`] needs besides the headers already set.
+struct Parts<'a> {
+    site: &'a Site,
+    dkim: Option<&'a lettre::message::dkim::DkimConfig>,
+    email: &'a str,
+    address: lettre::Address,
+    id: String,
+    file_stem: String,
+    text: String,
+    html: String,
+}
+
+/// The part every message shares: Reply-To, Auto-Submitted, the two bodies, the DKIM
+/// signature, and the envelope.
+fn finish(
+    mut builder: lettre::message::MessageBuilder,
+    p: Parts<'_>,
+) -> Result<Outgoing, BuildError> {
+    if let Some(r) = &p.site.reply_to {
+        builder = builder.reply_to(r.clone());
     }
     // RFC 3834: automatic mail; vacation responders must not answer it.
     builder = builder.header(AutoSubmitted("auto-generated".into()));
     let mut message = builder
         .multipart(MultiPart::alternative_plain_html(
-            body.text.clone(),
-            body.html.clone(),
+            p.text.clone(),
+            p.html.clone(),
         ))
-        .map_err(|e| fail(e.to_string()))?;
-    if let Some(dkim) = a.dkim {
+        .map_err(|e| BuildError {
+            to: p.email.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if let Some(dkim) = p.dkim {
         message.sign(dkim);
     }
     Ok(Outgoing {
-        file_stem: a.file_stem.clone(),
-        message_id: id,
-        to: a.email.to_owned(),
-        envelope_from: a.site.from.email.clone(),
-        envelope_to: address.clone(),
+        file_stem: p.file_stem,
+        message_id: p.id,
+        to: p.email.to_owned(),
+        envelope_from: p.site.from.email.clone(),
+        envelope_to: p.address,
         raw: message.formatted(),
-        html: body.html.clone(),
-        text: body.text.clone(),
+        html: p.html,
+        text: p.text,
     })
 }
 
@@ -263,35 +299,25 @@ pub fn build_notice(n: Notice<'_>) -> Result<Outgoing, BuildError> {
         n.name.map(plain_line).filter(|s| !s.is_empty()),
         address.clone(),
     );
-    let mut builder = Message::builder()
+    let builder = Message::builder()
         .from(n.site.from.clone())
         .to(to)
         .subject(plain_line(n.subject))
         .date(n.date.into())
-        .message_id(Some(id.clone()))
-        .header(AutoSubmitted("auto-generated".into()));
-    if let Some(r) = &n.site.reply_to {
-        builder = builder.reply_to(r.clone());
-    }
-    let mut message = builder
-        .multipart(MultiPart::alternative_plain_html(
-            n.text.clone(),
-            n.html.clone(),
-        ))
-        .map_err(|e| fail(e.to_string()))?;
-    if let Some(dkim) = n.dkim {
-        message.sign(dkim);
-    }
-    Ok(Outgoing {
-        file_stem: n.key.to_owned(),
-        message_id: id,
-        to: n.email.to_owned(),
-        envelope_from: n.site.from.email.clone(),
-        envelope_to: address,
-        raw: message.formatted(),
-        html: n.html,
-        text: n.text,
-    })
+        .message_id(Some(id.clone()));
+    finish(
+        builder,
+        Parts {
+            site: n.site,
+            dkim: n.dkim,
+            email: n.email,
+            address,
+            id,
+            file_stem: n.key.to_owned(),
+            text: n.text,
+            html: n.html,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use tera::{Context, Tera};
 use crate::config::{plain_line, Config, WebSettings};
 use crate::deliver::{self, Notice, Transport};
 use crate::store::{Store, StoreError};
-use crate::token::{Links, Purpose, TokenError};
+use crate::token::{Claims, Links, Purpose, TokenError};
 
 pub use metrics::render as render_metrics;
 
@@ -430,7 +430,10 @@ async fn metrics(State(app): State<Shared>) -> Response {
 
 /// The unsubscribe page: says what the button will do. Changes nothing.
 async fn unsubscribe_page(State(app): State<Shared>, Path(token): Path<String>) -> Response {
-    let answer = unsubscribe_view(&app, &token, false).await;
+    let answer = match app.links.signer().verify(&token, Purpose::Unsubscribe) {
+        Some(claims) => unsubscribe_view(&app, claims, false).await,
+        None => app.invalid_link(),
+    };
     app.respond(answer)
 }
 
@@ -444,29 +447,19 @@ async fn unsubscribe_now(
     let body = String::from_utf8_lossy(&body);
     // Form-encoded (`List-Unsubscribe=One-Click`) or multipart, as RFC 8058 allows.
     let one_click = body.contains("List-Unsubscribe") && body.contains("One-Click");
-    let answer = if app
-        .links
-        .signer()
-        .verify(&token, Purpose::Unsubscribe)
-        .is_none()
-    {
-        app.invalid_link()
-    } else if !one_click {
-        app.notice(
+    let answer = match app.links.signer().verify(&token, Purpose::Unsubscribe) {
+        None => app.invalid_link(),
+        Some(_) if !one_click => app.notice(
             StatusCode::BAD_REQUEST,
             "Nothing was changed",
             &["An unsubscribe request must carry List-Unsubscribe=One-Click; use the button on this page.".into()],
-        )
-    } else {
-        unsubscribe_view(&app, &token, true).await
+        ),
+        Some(claims) => unsubscribe_view(&app, claims, true).await,
     };
     app.respond(answer)
 }
 
-async fn unsubscribe_view(app: &Shared, token: &str, act: bool) -> Answer {
-    let Some(claims) = app.links.signer().verify(token, Purpose::Unsubscribe) else {
-        return app.invalid_link();
-    };
+async fn unsubscribe_view(app: &Shared, claims: Claims, act: bool) -> Answer {
     let (id, digest) = (claims.subscriber, claims.digest.clone());
     let now = crate::time::now();
     let result = app

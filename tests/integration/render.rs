@@ -47,6 +47,24 @@ fn view() -> DigestView {
     }
 }
 
+/// The site, digest and edition (No. 7) as templates see them.
+fn infos(cfg: &Config, d: &config::Digest) -> (SiteInfo, DigestInfo, EditionInfo) {
+    (
+        SiteInfo {
+            name: cfg.site.name.clone(),
+            base_url: cfg.site.base_url.clone(),
+        },
+        DigestInfo {
+            name: d.name.clone(),
+            title: d.title.clone(),
+        },
+        EditionInfo {
+            number: 7,
+            date: "2026-11-30T08:00:00.000000Z".into(),
+        },
+    )
+}
+
 fn render(cfg: &Config, digest: usize, name: Option<&str>, tz: &str) -> Rendered {
     let mut v = view();
     // Each digest sees only what it includes, as `edition::select` would give it.
@@ -59,18 +77,7 @@ fn render(cfg: &Config, digest: usize, name: Option<&str>, tz: &str) -> Rendered
     }
     let renderer = Renderer::load(cfg).unwrap();
     let d = &cfg.digests[digest];
-    let site = SiteInfo {
-        name: cfg.site.name.clone(),
-        base_url: cfg.site.base_url.clone(),
-    };
-    let info = DigestInfo {
-        name: d.name.clone(),
-        title: d.title.clone(),
-    };
-    let edition = EditionInfo {
-        number: 7,
-        date: "2026-11-30T08:00:00.000000Z".into(),
-    };
+    let (site, info, edition) = infos(cfg, d);
     let ctx = MessageContext {
         site: &site,
         digest: &info,
@@ -217,18 +224,7 @@ fn shared_css_inlining_gives_the_same_bytes_as_inlining_each_copy() {
             v.threads.clear();
             v.reply_count = 0;
         }
-        let site_info = SiteInfo {
-            name: cfg.site.name.clone(),
-            base_url: cfg.site.base_url.clone(),
-        };
-        let info = DigestInfo {
-            name: d.name.clone(),
-            title: d.title.clone(),
-        };
-        let edition = EditionInfo {
-            number: 7,
-            date: "2026-11-30T08:00:00.000000Z".into(),
-        };
+        let (site_info, info, edition) = infos(&cfg, d);
         for (i, name) in names.iter().enumerate() {
             for tz in ["Europe/London", "Asia/Kolkata"] {
                 let email = match i % 3 {
