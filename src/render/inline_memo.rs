@@ -58,6 +58,8 @@ fn styles_use_attributes(html: &str) -> bool {
 /// Whether every placeholder in `masked` stands where its value cannot change the
 /// document's structure or which rules apply.
 fn placeholders_are_safe(masked: &str) -> bool {
+    // Tag names are case-insensitive (`<STYLE>`); ASCII lower-casing keeps byte offsets.
+    let masked = &masked.to_ascii_lowercase();
     for (pos, _) in masked.match_indices(OPEN) {
         let before = &masked[..pos];
         let tag_open = before.rfind('<');
@@ -78,9 +80,8 @@ fn placeholders_are_safe(masked: &str) -> bool {
                 return false;
             }
         } else {
-            let lower_last = |needle: &str| before.rfind(needle);
             for (open, close) in [("<style", "</style"), ("<script", "</script")] {
-                if lower_last(open) > lower_last(close) {
+                if before.rfind(open) > before.rfind(close) {
                     return false;
                 }
             }
@@ -138,7 +139,7 @@ impl InlineMemo {
 fn mask(html: &str, values: &[&str]) -> Option<String> {
     if values.iter().any(|v| !is_plain(v))
         || html.contains([OPEN, CLOSE])
-        || styles_use_attributes(html)
+        || styles_use_attributes(&html.to_ascii_lowercase())
     {
         return None;
     }
@@ -191,6 +192,8 @@ mod tests {
         assert!(mask("<p class=\"Ada Lovelace\">x</p>", &v).is_none());
         assert!(mask("<style>p{}</style><p>Ada Lovelace</p>", &v).is_some());
         assert!(mask("<style>/* Ada Lovelace */</style>", &v).is_none());
+        assert!(mask("<STYLE>/* Ada Lovelace */</STYLE>", &v).is_none());
+        assert!(mask("<STYLE>a[href]{}</STYLE><p>Ada Lovelace</p>", &v).is_none());
         assert!(mask("<style>a[href]{}</style><p>Ada Lovelace</p>", &v).is_none());
         assert!(mask("<p>Ada Lovelace</p>", &["O'Brien"]).is_none());
         assert!(
