@@ -62,6 +62,7 @@ fn parse_and_store() {
                     updated_at: i.updated_at,
                     summary: i.summary,
                     content_html: i.content_html,
+                    origin_id: None,
                 })
                 .collect(),
             ..Gathered::default()

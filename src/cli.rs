@@ -321,8 +321,14 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
                 match &s.last_error {
                     Some(e) => say(format!("  {}  last gather {last}: FAILED: {e}", s.name)),
                     None if s.last_gathered_at.is_some() => say(format!(
-                        "  {}  last gather {last}: ok ({} new essays, {} new replies)",
-                        s.name, s.last_new.0, s.last_new.1
+                        "  {}  last gather {last}: ok ({} new essays, {} new replies){}",
+                        s.name,
+                        s.last_new.0,
+                        s.last_new.1,
+                        s.route
+                            .as_ref()
+                            .map(|r| format!("; on its fallback: {r}"))
+                            .unwrap_or_default()
                     )),
                     None => say(format!("  {}  never gathered", s.name)),
                 }

@@ -316,6 +316,7 @@ mod tests {
                 updated_at: None,
                 summary: None,
                 content_html: String::new(),
+                origin_id: None,
             },
         }
     }
@@ -334,6 +335,7 @@ mod tests {
                 url: None,
                 published_at: Some(seen),
                 content_html: String::new(),
+                origin_id: None,
             },
         }
     }

@@ -82,6 +82,9 @@ pub struct SourceStatus {
     pub result: String,
     /// The last error, if the last gather failed.
     pub last_error: Option<String>,
+    /// The fallback route the last gather ran on (e.g. feeds for a WordPress REST API
+    /// that is off); `None` on the normal route.
+    pub route: Option<String>,
     /// New essays and replies in the last success.
     pub last_new: (i64, i64),
 }
@@ -159,6 +162,7 @@ pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError>
                 last_gathered_at: st.last_gathered_at,
                 last_ok_at: st.last_ok_at,
                 last_error: st.last_error,
+                route: st.route,
                 last_new: (st.last_new_essays, st.last_new_replies),
             },
             None => SourceStatus {
@@ -167,6 +171,7 @@ pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError>
                 last_ok_at: None,
                 result: "never gathered".into(),
                 last_error: None,
+                route: None,
                 last_new: (0, 0),
             },
         });

@@ -285,6 +285,11 @@ pub struct WordPressSourceConfig {
     pub base_url: String,
     /// At most this many pages of 100 posts or comments per gather.
     pub max_pages: u32,
+    /// How far back each gather re-lists posts and comments (ids only), to catch
+    /// scheduled posts and comments approved after they were written.
+    pub recheck_window: chrono::Duration,
+    /// Mail password-protected posts (title and link only, never their content).
+    pub include_protected: bool,
 }
 
 /// What a digest carries.
@@ -600,6 +605,8 @@ impl<'t> Validator<'t> {
                 "comment_feeds",
                 "comment_feed_limit",
                 "max_pages",
+                "recheck_window",
+                "include_protected",
                 "gather_every",
             ],
             (Some("http"), _) => &[
@@ -1290,10 +1297,10 @@ impl<'t> Validator<'t> {
         let applies: &[&str] = match kind_name {
             "folder" => &["path", "base_url"],
             "feed" => &["url", "comments_url", "comment_feeds", "comment_feed_limit"],
-            "wordpress" => &["base_url", "max_pages"],
+            "wordpress" => &["base_url", "max_pages", "recheck_window", "include_protected"],
             _ => &[],
         };
-        let given: [(&str, Option<usize>); 7] = [
+        let given: [(&str, Option<usize>); 9] = [
             ("path", s.path.as_ref().map(|v| v.span().start)),
             ("base_url", s.base_url.as_ref().map(|v| v.span().start)),
             ("url", s.url.as_ref().map(|v| v.span().start)),
@@ -1310,6 +1317,14 @@ impl<'t> Validator<'t> {
                 s.comment_feed_limit.as_ref().map(|v| v.span().start),
             ),
             ("max_pages", s.max_pages.as_ref().map(|v| v.span().start)),
+            (
+                "recheck_window",
+                s.recheck_window.as_ref().map(|v| v.span().start),
+            ),
+            (
+                "include_protected",
+                s.include_protected.as_ref().map(|v| v.span().start),
+            ),
         ];
         if matches!(kind_name, "folder" | "feed" | "wordpress") {
             for (k, at) in given {
@@ -1367,10 +1382,21 @@ impl<'t> Validator<'t> {
                     .count(&s.max_pages, &format!("{key}.max_pages"), 1)
                     .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
                     .unwrap_or(10);
+                let recheck_window = s
+                    .recheck_window
+                    .as_ref()
+                    .map(|v| self.interval(v, &format!("{key}.recheck_window")))
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .unwrap_or_else(|| chrono::Duration::days(14));
                 Some(SourceConfig::WordPress(WordPressSourceConfig {
                     name,
                     base_url: base?,
                     max_pages,
+                    recheck_window,
+                    include_protected: s
+                        .include_protected
+                        .as_ref()
+                        .is_some_and(|b| *b.get_ref()),
                 }))
             }
             "folder" => {

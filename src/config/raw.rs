@@ -162,6 +162,8 @@ pub(crate) struct RawSource {
     pub(crate) comment_feeds: Option<Spanned<bool>>,
     pub(crate) comment_feed_limit: Option<Spanned<i64>>,
     pub(crate) max_pages: Option<Spanned<i64>>,
+    pub(crate) recheck_window: Option<S>,
+    pub(crate) include_protected: Option<Spanned<bool>>,
     /// Overrides `daemon.gather_every` for this source.
     pub(crate) gather_every: Option<S>,
 }

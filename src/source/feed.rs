@@ -17,7 +17,8 @@ use super::normalize::{html_line, html_to_text, sanitize_html};
 use super::{Essay, FetchRecord, GatherContext, Gathered, Reply, SourceError};
 use crate::config::{plain_line, FeedSourceConfig};
 
-const ACCEPT: &str = "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1";
+/// What a feed request accepts.
+pub const ACCEPT: &str = "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1";
 
 /// One feed item, identity decided, content sanitised, threading read.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +45,10 @@ pub struct Item {
     pub in_reply_to: Option<String>,
     /// `thr:in-reply-to` href (the page of what it answers).
     pub in_reply_to_href: Option<String>,
+    /// The comment it answers, from WordPress's "In reply to" first line.
+    pub reply_to_comment: Option<u64>,
+    /// WordPress put its password form here instead of the content.
+    pub protected: bool,
 }
 
 /// Threading extensions of one item, read by the quick-xml pass.
@@ -116,6 +121,11 @@ pub fn parse(bytes: &[u8], base_url: &str) -> Result<Vec<Item>, String> {
                     .map(|s| text_to_html(&s.content, s.content_type.as_ref()))
             })
             .unwrap_or_default();
+        let protected = is_password_form(&body_html);
+        let (reply_to_comment, body_html) = match wordpress_reply_prefix(&body_html) {
+            Some((id, rest)) => (Some(id), rest),
+            None => (None, body_html),
+        };
         let summary = entry
             .content
             .as_ref()
@@ -151,9 +161,36 @@ pub fn parse(bytes: &[u8], base_url: &str) -> Result<Vec<Item>, String> {
             comment_feed: comment_feed.and_then(|u| absolute(&u, base_url)),
             in_reply_to: ext.in_reply_to.as_deref().map(normalize_ref),
             in_reply_to_href: ext.in_reply_to_href.clone(),
+            reply_to_comment,
+            protected,
         });
     }
     Ok(items)
+}
+
+/// WordPress shows its password form (class `post-password-form`) in a feed instead of a
+/// password-protected post's content, and instead of the comments under it.
+fn is_password_form(html: &str) -> bool {
+    html.contains("post-password-form") || html.contains("action=postpass")
+}
+
+/// WordPress (5.4 and later) starts a child comment's text in its comment feeds with
+/// `<p>In reply to <a href="…#comment-N">Name</a>.</p>`, the only place RSS shows the
+/// thread. Returns N and the text without that line. English sites only: the sentence is
+/// translated with the site's language.
+pub fn wordpress_reply_prefix(html: &str) -> Option<(u64, String)> {
+    let t = html.trim_start();
+    let t = t.strip_prefix("<p>").unwrap_or(t).trim_start();
+    let rest = t.strip_prefix("In reply to <a href=\"")?;
+    let (href, rest) = rest.split_once('"')?;
+    let id: u64 = href.rsplit_once("#comment-")?.1.parse().ok()?;
+    let (_, rest) = rest.split_once("</a>.")?;
+    let rest = rest.trim_start();
+    let rest = rest
+        .strip_prefix("</p>")
+        .or_else(|| rest.strip_prefix("<br />"))
+        .unwrap_or(rest);
+    Some((id, rest.trim_start().to_owned()))
 }
 
 fn looks_like_xml(bytes: &[u8]) -> bool {
@@ -340,6 +377,12 @@ fn place_reply(
         .or_else(|| parent.as_ref().and_then(|p| reply_essay.get(p).cloned()))
         .or_else(|| item.url.as_deref().and_then(by_url))
         .or_else(|| item.in_reply_to_href.as_deref().and_then(by_url))?;
+    // WordPress's comment guids are the post's guid plus "#comment-N", so the parent
+    // named by an "In reply to" line has this key.
+    let parent = parent.or_else(|| {
+        item.reply_to_comment
+            .map(|n| format!("{essay}#comment-{n}"))
+    });
     Some((essay, parent))
 }
 
@@ -375,6 +418,8 @@ pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathe
         }
         None => out.fetches.push(FetchRecord::not_modified(&cfg.url, None)),
     }
+    // A password-protected post has nothing to show but WordPress's form.
+    essay_items.retain(|i| !i.protected);
     for item in &essay_items {
         out.essays.push(Essay {
             source: cfg.name.clone(),
@@ -386,6 +431,7 @@ pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathe
             updated_at: item.updated_at,
             summary: item.summary.clone(),
             content_html: item.content_html.clone(),
+            origin_id: None,
         });
     }
 
@@ -429,7 +475,7 @@ pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathe
     let mut place = |items: Vec<Item>, fixed: Option<&str>, out: &mut Gathered| {
         // Two passes so a reply can name a parent that appears later in the feed.
         let mut placed = Vec::new();
-        for item in &items {
+        for item in items.iter().filter(|i| !i.protected) {
             if let Some(place) = place_reply(item, fixed, &essays_by_url, &essay_keys, &reply_essay)
             {
                 reply_essay.insert(item.key.clone(), place.0.clone());
@@ -448,6 +494,7 @@ pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathe
                 url: item.url.clone(),
                 published_at: item.published_at,
                 content_html: item.content_html.clone(),
+                origin_id: None,
             });
         }
     };

@@ -144,6 +144,7 @@ fn parse_essay(
             .filter(|s| !s.is_empty()),
         content_html: markdown_to_html(body, Some(&url)),
         url: Some(url),
+        origin_id: None,
     })
 }
 
@@ -190,6 +191,7 @@ fn parse_replies(
             ),
             published_at: r.date.as_ref().map(to_utc).transpose()?.or(mtime),
             content_html: markdown_to_html(&r.body, Some(base)),
+            origin_id: None,
         });
     }
     Ok(out)

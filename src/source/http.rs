@@ -73,7 +73,7 @@ pub struct Body {
     pub final_url: String,
     /// Validators for the next conditional request.
     pub validators: Validators,
-    /// Response headers worth keeping (e.g. X-WP-TotalPages).
+    /// Response headers worth keeping (X-WP-TotalPages, Link).
     pub headers: HashMap<String, String>,
 }
 
@@ -205,7 +205,8 @@ impl HttpClient {
             if let Some(etag) = v
                 .etag
                 .as_deref()
-                .and_then(|e| HeaderValue::from_str(e).ok())
+                .map(origin_etag)
+                .and_then(|e| HeaderValue::from_str(&e).ok())
             {
                 headers.insert(header::IF_NONE_MATCH, etag);
             }
@@ -314,7 +315,7 @@ impl HttpClient {
         let kept: HashMap<String, String> = resp
             .headers()
             .iter()
-            .filter(|(k, _)| k.as_str().starts_with("x-wp-"))
+            .filter(|(k, _)| k.as_str().starts_with("x-wp-") || k.as_str() == "link")
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
         let final_url = resp.url().to_string();
@@ -345,6 +346,20 @@ enum Retry {
     Fail(HttpError),
 }
 
+/// The ETag as the origin made it. Apache's mod_deflate appends `-gzip` (mod_brotli
+/// `-br`) to the tag of a response it compressed; the application behind it (WordPress's
+/// feeds) compares If-None-Match with its own tag and never answers 304 to the altered
+/// one. Apache itself accepts the bare tag for what it serves, so the bare tag is sent.
+fn origin_etag(etag: &str) -> String {
+    for suffix in ["-gzip\"", "-br\"", "-deflate\"", "-zstd\""] {
+        if let Some(bare) = etag.strip_suffix(suffix) {
+            // `"abc-gzip"` → `"abc"`; a weak `W/"abc-gzip"` keeps its prefix.
+            return format!("{bare}\"");
+        }
+    }
+    etag.to_owned()
+}
+
 /// Retry-After is either delay-seconds or an HTTP date (RFC 9110 §10.2.3).
 fn parse_retry_after(v: &str) -> Option<Duration> {
     if let Ok(secs) = v.trim().parse::<u64>() {
@@ -358,6 +373,14 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compressed_responses_etag_is_sent_back_as_the_origin_made_it() {
+        assert_eq!(origin_etag("\"5f3a-gzip\""), "\"5f3a\"");
+        assert_eq!(origin_etag("W/\"5f3a-br\""), "W/\"5f3a\"");
+        assert_eq!(origin_etag("\"5f3a\""), "\"5f3a\"");
+        assert_eq!(origin_etag("\"gzip\""), "\"gzip\"");
+    }
 
     #[test]
     fn parses_retry_after_seconds_and_dates() {

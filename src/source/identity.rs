@@ -20,7 +20,18 @@ pub fn normalize_ref(s: &str) -> String {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
+    // A slash ending the path is not part of the identity, before a fragment either:
+    // WordPress's comment guids are the post guid plus "#comment-N", and a post guid is
+    // often its pretty permalink ("…/essay/#comment-5" is "…/essay" + "#comment-5").
+    let (path, fragment) = match path.find('#') {
+        Some(i) => (&path[..i], &path[i..]),
+        None => (path, ""),
+    };
     let mut key = format!("{}{}", host.to_ascii_lowercase(), path);
+    while key.ends_with('/') {
+        key.pop();
+    }
+    key.push_str(fragment);
     while key.ends_with('/') {
         key.pop();
     }
@@ -60,6 +71,12 @@ mod tests {
             normalize_ref(" tag:example.org,2026:1 "),
             "tag:example.org,2026:1"
         );
+        // A comment guid is its post's guid plus a fragment, whatever the slash.
+        assert_eq!(
+            normalize_ref("http://e.org/2026/01/essay/#comment-5"),
+            format!("{}#comment-5", normalize_ref("https://e.org/2026/01/essay/"))
+        );
+        assert_eq!(normalize_ref("http://e.org/?p=7#comment-5"), "e.org/?p=7#comment-5");
         // The path keeps its case: it is significant.
         assert_ne!(
             normalize_ref("https://e.org/A"),

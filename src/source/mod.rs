@@ -38,6 +38,8 @@ pub struct Essay {
     pub summary: Option<String>,
     /// Sanitised HTML body.
     pub content_html: String,
+    /// Its id at the origin (`post:123` for WordPress), when the origin has one.
+    pub origin_id: Option<String>,
 }
 
 /// One reader reply as a source saw it, already sanitised.
@@ -59,6 +61,8 @@ pub struct Reply {
     pub published_at: Option<DateTime<Utc>>,
     /// Sanitised HTML body.
     pub content_html: String,
+    /// Its id at the origin (`comment:456` for WordPress), when the origin has one.
+    pub origin_id: Option<String>,
 }
 
 /// Everything one gather of one source produced.
@@ -72,6 +76,10 @@ pub struct Gathered {
     pub context_essays: Vec<Essay>,
     /// What was fetched over HTTP, for the next conditional request.
     pub fetches: Vec<FetchRecord>,
+    /// The API root discovered this time, to start from next time.
+    pub api_root: Option<String>,
+    /// Set when the source ran on a fallback route: what it read and why.
+    pub route: Option<String>,
 }
 
 /// One URL fetched during a gather.
@@ -118,6 +126,12 @@ pub struct GatherContext {
     pub known_essays: Vec<(Option<String>, String)>,
     /// When this source last gathered successfully.
     pub since: Option<DateTime<Utc>>,
+    /// Stored items by origin id: (key, updated_at); see `Store::source_memory`.
+    pub origins: HashMap<String, (String, Option<DateTime<Utc>>)>,
+    /// The API root found on an earlier gather.
+    pub api_root: Option<String>,
+    /// The time of this gather.
+    pub now: DateTime<Utc>,
 }
 
 impl GatherContext {

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema3.sql"),
     include_str!("schema4.sql"),
     include_str!("schema5.sql"),
+    include_str!("schema6.sql"),
 ];
 
 /// A store operation failed.
@@ -266,6 +267,8 @@ pub struct SourceState {
     pub last_new_essays: i64,
     /// New replies in the last successful gather.
     pub last_new_replies: i64,
+    /// The fallback route of the last successful gather, if it was on one.
+    pub route: Option<String>,
 }
 
 /// Counts of what one gather added.
@@ -288,6 +291,11 @@ pub struct SourceMemory {
     pub essays: Vec<(Option<String>, String)>,
     /// Last successful gather.
     pub last_ok_at: Option<DateTime<Utc>>,
+    /// Items with an origin id: origin id → (key, updated_at). Essays all (newest 5,000),
+    /// replies first seen within `recent_replies` of now.
+    pub origins: std::collections::HashMap<String, (String, Option<DateTime<Utc>>)>,
+    /// The API root the source discovered on an earlier gather.
+    pub api_root: Option<String>,
 }
 
 /// Formats a time the way the store keeps it.
@@ -461,12 +469,13 @@ impl Store {
             let mut exists_e =
                 tx.prepare_cached("SELECT 1 FROM essay WHERE source = ?1 AND key = ?2")?;
             let mut upsert_e = tx.prepare_cached(
-                "INSERT INTO essay (source, key, title, author, url, published_at, updated_at, summary, content_html, first_seen_at, backfill)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                "INSERT INTO essay (source, key, title, author, url, published_at, updated_at, summary, content_html, first_seen_at, backfill, origin_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (source, key) DO UPDATE SET
-                   title = excluded.title, author = excluded.author, url = excluded.url,
+                   title = excluded.title, author = COALESCE(excluded.author, author), url = excluded.url,
                    published_at = excluded.published_at, updated_at = excluded.updated_at,
-                   summary = excluded.summary, content_html = excluded.content_html",
+                   summary = excluded.summary, content_html = excluded.content_html,
+                   origin_id = COALESCE(excluded.origin_id, origin_id), retracted_at = NULL",
             )?;
             // Context essays are archive by definition: stored as backfill, never counted.
             let all = g
@@ -490,19 +499,24 @@ impl Store {
                     e.summary,
                     e.content_html,
                     now_s,
-                    backfill
+                    backfill,
+                    e.origin_id
                 ])?;
                 added.essays += usize::from(new && !context);
             }
             let mut exists_r =
                 tx.prepare_cached("SELECT 1 FROM reply WHERE source = ?1 AND key = ?2")?;
             let mut upsert_r = tx.prepare_cached(
-                "INSERT INTO reply (source, key, essay_key, parent_key, author, url, published_at, content_html, first_seen_at, backfill)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                "INSERT INTO reply (source, key, essay_key, parent_key, author, url, published_at, content_html, first_seen_at, backfill, origin_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (source, key) DO UPDATE SET
-                   essay_key = excluded.essay_key, parent_key = excluded.parent_key,
+                   essay_key = excluded.essay_key,
+                   -- A route that cannot see threads (an RSS comment feed without its
+                   -- \"In reply to\" line) must not erase a parent another route knew.
+                   parent_key = COALESCE(excluded.parent_key, parent_key),
                    author = excluded.author, url = excluded.url,
-                   published_at = excluded.published_at, content_html = excluded.content_html",
+                   published_at = excluded.published_at, content_html = excluded.content_html,
+                   origin_id = COALESCE(excluded.origin_id, origin_id), retracted_at = NULL",
             )?;
             for r in &g.replies {
                 let new = exists_r
@@ -519,7 +533,8 @@ impl Store {
                     r.published_at.map(ts),
                     r.content_html,
                     now_s,
-                    first_gather
+                    first_gather,
+                    r.origin_id
                 ])?;
                 added.replies += usize::from(new);
             }
@@ -548,12 +563,13 @@ impl Store {
             }
         }
         tx.execute(
-            "INSERT INTO source_state (source, first_gathered_at, last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies, gathers)
-             VALUES (?1, ?2, ?2, ?2, NULL, ?3, ?4, 1)
+            "INSERT INTO source_state (source, first_gathered_at, last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies, gathers, api_root, route)
+             VALUES (?1, ?2, ?2, ?2, NULL, ?3, ?4, 1, ?5, ?6)
              ON CONFLICT (source) DO UPDATE SET last_gathered_at = ?2, last_ok_at = ?2,
                first_gathered_at = COALESCE(first_gathered_at, ?2),
-               last_error = NULL, last_new_essays = ?3, last_new_replies = ?4, gathers = gathers + 1",
-            params![source, now_s, added.essays as i64, added.replies as i64],
+               last_error = NULL, last_new_essays = ?3, last_new_replies = ?4, gathers = gathers + 1,
+               api_root = COALESCE(?5, api_root), route = ?6",
+            params![source, now_s, added.essays as i64, added.replies as i64, g.api_root, g.route],
         )?;
         tx.commit()?;
         Ok(added)
@@ -576,7 +592,12 @@ impl Store {
     }
 
     /// What a source's next gather should know: validators, comment feeds, essays.
-    pub fn source_memory(&self, source: &str) -> Result<SourceMemory> {
+    pub fn source_memory(
+        &self,
+        source: &str,
+        now: DateTime<Utc>,
+        recent_replies: chrono::Duration,
+    ) -> Result<SourceMemory> {
         let mut memory = SourceMemory::default();
         let mut stmt = self.conn.prepare_cached(
             "SELECT url, essay_key, etag, last_modified FROM http_cache WHERE source = ?1 ORDER BY fetched_at DESC",
@@ -618,6 +639,26 @@ impl Store {
             .optional()?
             .flatten();
         memory.last_ok_at = opt_ts(last_ok)?;
+        memory.api_root = self.source_api_root(source)?;
+        let recent = ts(now - recent_replies);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT origin_id, key, updated_at FROM (SELECT origin_id, key, updated_at FROM essay
+               WHERE source = ?1 AND origin_id IS NOT NULL ORDER BY id DESC LIMIT 5000)
+             UNION ALL
+             SELECT origin_id, key, NULL FROM reply
+               WHERE source = ?1 AND origin_id IS NOT NULL AND first_seen_at >= ?2",
+        )?;
+        let rows = stmt.query_map(params![source, recent], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (origin, key, updated) = row?;
+            memory.origins.insert(origin, (key, opt_ts(updated)?));
+        }
         Ok(memory)
     }
 
@@ -626,7 +667,7 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies
+                "SELECT last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies, route
                  FROM source_state WHERE source = ?1",
                 [source],
                 |r| {
@@ -636,12 +677,14 @@ impl Store {
                         r.get::<_, Option<String>>(2)?,
                         r.get::<_, i64>(3)?,
                         r.get::<_, i64>(4)?,
+                        r.get::<_, Option<String>>(5)?,
                     ))
                 },
             )
             .optional()?;
-        row.map(|(gathered, ok, error, essays, replies)| {
+        row.map(|(gathered, ok, error, essays, replies, route)| {
             Ok(SourceState {
+                route,
                 last_gathered_at: opt_ts(gathered)?,
                 last_ok_at: opt_ts(ok)?,
                 last_error: error,
@@ -948,7 +991,7 @@ impl Store {
         to: DateTime<Utc>,
     ) -> Result<Vec<StoredEssay>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "{ESSAY_SELECT} WHERE first_seen_at >= ?1 AND first_seen_at < ?2 ORDER BY id"
+            "{ESSAY_SELECT} WHERE first_seen_at >= ?1 AND first_seen_at < ?2 AND retracted_at IS NULL ORDER BY id"
         ))?;
         let rows: Vec<StoredEssay> = stmt
             .query_map(params![ts(from), ts(to)], essay_raw)?
@@ -970,7 +1013,10 @@ impl Store {
         to: DateTime<Utc>,
     ) -> Result<Vec<StoredReply>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "{REPLY_SELECT} WHERE first_seen_at >= ?1 AND first_seen_at < ?2 ORDER BY id"
+            "{REPLY_SELECT} WHERE first_seen_at >= ?1 AND first_seen_at < ?2 AND retracted_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM essay e WHERE e.source = reply.source
+                               AND e.key = reply.essay_key AND e.retracted_at IS NOT NULL)
+             ORDER BY id"
         ))?;
         let rows: Vec<StoredReply> = stmt
             .query_map(params![ts(from), ts(to)], reply_raw)?
@@ -982,6 +1028,50 @@ impl Store {
             .into_iter()
             .filter(|r| sources.contains(&r.reply.source))
             .collect())
+    }
+
+    /// Marks essays and replies (by row id) as retracted by their origin: no edition made
+    /// after this carries them, nor the replies under such an essay.
+    pub fn retract(&mut self, essays: &[i64], replies: &[i64], now: DateTime<Utc>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut e = tx.prepare_cached("UPDATE essay SET retracted_at = ?2 WHERE id = ?1")?;
+            for id in essays {
+                e.execute(params![id, ts(now)])?;
+            }
+            let mut r = tx.prepare_cached("UPDATE reply SET retracted_at = ?2 WHERE id = ?1")?;
+            for id in replies {
+                r.execute(params![id, ts(now)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The fallback route a source last ran on, if any (`None`: its normal route).
+    pub fn source_route(&self, source: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT route FROM source_state WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// The API root a source discovered, if any.
+    pub fn source_api_root(&self, source: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT api_root FROM source_state WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     /// Essays by (source, key), for showing replies under essays outside the edition.
@@ -1384,9 +1474,9 @@ impl Store {
 }
 
 const ESSAY_SELECT: &str = "SELECT essay.id, essay.source, essay.key, essay.title, essay.author, essay.url,
-    essay.published_at, essay.updated_at, essay.summary, essay.content_html, essay.first_seen_at, essay.backfill FROM essay";
+    essay.published_at, essay.updated_at, essay.summary, essay.content_html, essay.first_seen_at, essay.backfill, essay.origin_id FROM essay";
 const REPLY_SELECT: &str = "SELECT reply.id, reply.source, reply.key, reply.essay_key, reply.parent_key, reply.author,
-    reply.url, reply.published_at, reply.content_html, reply.first_seen_at, reply.backfill FROM reply";
+    reply.url, reply.published_at, reply.content_html, reply.first_seen_at, reply.backfill, reply.origin_id FROM reply";
 const EDITION_SELECT: &str = "SELECT id, digest, number, scheduled_for, window_from, window_to, created_at, finished_at, audience FROM edition";
 
 type EssayRaw = (i64, Essay, Option<String>, Option<String>, String, bool);
@@ -1404,6 +1494,7 @@ fn essay_raw(r: &Row<'_>) -> rusqlite::Result<EssayRaw> {
             updated_at: None,
             summary: r.get(8)?,
             content_html: r.get(9)?,
+            origin_id: r.get(12)?,
         },
         r.get(6)?,
         r.get(7)?,
@@ -1439,6 +1530,7 @@ fn reply_raw(r: &Row<'_>) -> rusqlite::Result<ReplyRaw> {
             url: r.get(6)?,
             published_at: None,
             content_html: r.get(8)?,
+            origin_id: r.get(11)?,
         },
         r.get(7)?,
         r.get(9)?,

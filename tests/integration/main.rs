@@ -13,3 +13,5 @@ mod smtp_faults;
 mod smtp_support;
 mod subscribers;
 mod web;
+mod wordpress_live;
+mod wp_support;
