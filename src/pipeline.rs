@@ -671,7 +671,11 @@ impl Run<'_> {
     /// still published; those it no longer shows (unpublished, trashed, spam, unapproved,
     /// protected) are marked retracted and left out, with the replies under such essays.
     /// A site that cannot be asked is logged and its items are sent as gathered.
-    async fn drop_retracted(&self, store: &mut Store, sel: &mut Selection) -> Result<(), PipelineError> {
+    async fn drop_retracted(
+        &self,
+        store: &mut Store,
+        sel: &mut Selection,
+    ) -> Result<(), PipelineError> {
         let id_of = |origin: &Option<String>, kind: &str| -> Option<u64> {
             origin.as_deref()?.strip_prefix(kind)?.parse().ok()
         };
@@ -705,10 +709,22 @@ impl Run<'_> {
             }
             let http = HttpClient::new(self.config.http.clone(), &self.config.site.base_url)?;
             let ids = |v: &[(i64, u64)]| v.iter().map(|(_, id)| *id).collect::<Vec<_>>();
-            match source::wordpress::retracted(wp, &http, &root, &ids(&posts), &ids(&comments)).await {
+            match source::wordpress::retracted(wp, &http, &root, &ids(&posts), &ids(&comments))
+                .await
+            {
                 Ok((p, c)) => {
-                    gone_essays.extend(posts.iter().filter(|(_, id)| p.contains(id)).map(|(row, _)| *row));
-                    gone_replies.extend(comments.iter().filter(|(_, id)| c.contains(id)).map(|(row, _)| *row));
+                    gone_essays.extend(
+                        posts
+                            .iter()
+                            .filter(|(_, id)| p.contains(id))
+                            .map(|(row, _)| *row),
+                    );
+                    gone_replies.extend(
+                        comments
+                            .iter()
+                            .filter(|(_, id)| c.contains(id))
+                            .map(|(row, _)| *row),
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(source = %wp.name, error = %e, "Could not check which items are still published; sending them as gathered.");
@@ -725,7 +741,11 @@ impl Run<'_> {
             .filter(|e| gone_essays.contains(&e.id))
             .map(|e| (e.essay.source.clone(), e.essay.key.clone()))
             .collect();
-        tracing::info!(essays = gone_essays.len(), replies = gone_replies.len(), "Left out items the site no longer publishes.");
+        tracing::info!(
+            essays = gone_essays.len(),
+            replies = gone_replies.len(),
+            "Left out items the site no longer publishes."
+        );
         sel.essays.retain(|e| !gone_essays.contains(&e.id));
         sel.replies.retain(|r| {
             !gone_replies.contains(&r.id)

@@ -1297,7 +1297,12 @@ impl<'t> Validator<'t> {
         let applies: &[&str] = match kind_name {
             "folder" => &["path", "base_url"],
             "feed" => &["url", "comments_url", "comment_feeds", "comment_feed_limit"],
-            "wordpress" => &["base_url", "max_pages", "recheck_window", "include_protected"],
+            "wordpress" => &[
+                "base_url",
+                "max_pages",
+                "recheck_window",
+                "include_protected",
+            ],
             _ => &[],
         };
         let given: [(&str, Option<usize>); 9] = [
@@ -1393,10 +1398,7 @@ impl<'t> Validator<'t> {
                     base_url: base?,
                     max_pages,
                     recheck_window,
-                    include_protected: s
-                        .include_protected
-                        .as_ref()
-                        .is_some_and(|b| *b.get_ref()),
+                    include_protected: s.include_protected.as_ref().is_some_and(|b| *b.get_ref()),
                 }))
             }
             "folder" => {

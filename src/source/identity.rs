@@ -74,9 +74,15 @@ mod tests {
         // A comment guid is its post's guid plus a fragment, whatever the slash.
         assert_eq!(
             normalize_ref("http://e.org/2026/01/essay/#comment-5"),
-            format!("{}#comment-5", normalize_ref("https://e.org/2026/01/essay/"))
+            format!(
+                "{}#comment-5",
+                normalize_ref("https://e.org/2026/01/essay/")
+            )
         );
-        assert_eq!(normalize_ref("http://e.org/?p=7#comment-5"), "e.org/?p=7#comment-5");
+        assert_eq!(
+            normalize_ref("http://e.org/?p=7#comment-5"),
+            "e.org/?p=7#comment-5"
+        );
         // The path keeps its case: it is significant.
         assert_ne!(
             normalize_ref("https://e.org/A"),

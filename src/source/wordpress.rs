@@ -165,7 +165,9 @@ pub fn api_root_in(link_header: Option<&str>, html: &str) -> Option<String> {
     let tag_start = html[..at].rfind('<')?;
     let tag_end = at + html[at..].find('>')?;
     let tag = &html[tag_start..tag_end];
-    let (_, rest) = tag.split_once("href=\"").or_else(|| tag.split_once("href='"))?;
+    let (_, rest) = tag
+        .split_once("href=\"")
+        .or_else(|| tag.split_once("href='"))?;
     let end = rest.find(['"', '\''])?;
     Some(rest[..end].replace("&amp;", "&"))
 }
@@ -350,9 +352,17 @@ impl Seen {
 }
 
 /// The home page: where the REST root and the permalink style are read.
-async fn discover(cfg: &WordPressSourceConfig, http: &HttpClient) -> Result<Option<Api>, SourceError> {
+async fn discover(
+    cfg: &WordPressSourceConfig,
+    http: &HttpClient,
+) -> Result<Option<Api>, SourceError> {
     let home = format!("{}/", cfg.base_url);
-    match http.get(&home, None, "text/html").await? {
+    let fetched = match http.get(&home, None, "text/html").await {
+        // A home page that answers with an error names no API; the feeds may still work.
+        Err(HttpError::Status { .. }) => return Ok(None),
+        other => other?,
+    };
+    match fetched {
         Fetched::NotModified => Ok(None),
         Fetched::Body(b) => {
             let html = String::from_utf8_lossy(&b.bytes);
@@ -433,7 +443,8 @@ async fn gather_rest(
             (posts, comments)
         }
         Some(since) => {
-            let modified_after = filter_time(since - chrono::Duration::minutes(CLOCK_SLACK_MINUTES));
+            let modified_after =
+                filter_time(since - chrono::Duration::minutes(CLOCK_SLACK_MINUTES));
             let dated_after = filter_time((ctx.now - cfg.recheck_window).min(since));
             let list = |filter: String| {
                 api.url(
@@ -552,9 +563,15 @@ async fn gather_rest(
 fn feed_urls(cfg: &WordPressSourceConfig, api: Option<&Api>) -> (String, String) {
     let base = &cfg.base_url;
     if api.is_some_and(Api::plain) {
-        (format!("{base}/?feed=atom"), format!("{base}/?feed=comments-atom"))
+        (
+            format!("{base}/?feed=atom"),
+            format!("{base}/?feed=comments-atom"),
+        )
     } else {
-        (format!("{base}/feed/atom/"), format!("{base}/comments/feed/atom/"))
+        (
+            format!("{base}/feed/atom/"),
+            format!("{base}/comments/feed/atom/"),
+        )
     }
 }
 
@@ -646,9 +663,15 @@ pub async fn retracted(
             message: why,
         },
     };
-    let live: Vec<Listed> = get_included(http, &api, "wp/v2/posts", posts, "_fields=id,content.protected")
-        .await
-        .map_err(fail)?;
+    let live: Vec<Listed> = get_included(
+        http,
+        &api,
+        "wp/v2/posts",
+        posts,
+        "_fields=id,content.protected",
+    )
+    .await
+    .map_err(fail)?;
     let live_posts: HashSet<u64> = live
         .iter()
         .filter(|l| cfg.include_protected || !l.content.as_ref().is_some_and(|c| c.protected))
@@ -659,7 +682,11 @@ pub async fn retracted(
         .map_err(fail)?;
     let live_comments: HashSet<u64> = live.iter().map(|l| l.id).collect();
     Ok((
-        posts.iter().copied().filter(|p| !live_posts.contains(p)).collect(),
+        posts
+            .iter()
+            .copied()
+            .filter(|p| !live_posts.contains(p))
+            .collect(),
         comments
             .iter()
             .copied()
@@ -695,7 +722,11 @@ mod tests {
             Some("https://m.org/?rest_route=/")
         );
         assert_eq!(
-            api_root_in(None, "<head><link rel=\"https://api.w.org/\" href=\"https://m.org/wp-json/\" /></head>").as_deref(),
+            api_root_in(
+                None,
+                "<head><link rel=\"https://api.w.org/\" href=\"https://m.org/wp-json/\" /></head>"
+            )
+            .as_deref(),
             Some("https://m.org/wp-json/")
         );
         assert_eq!(api_root_in(None, "<html></html>"), None);

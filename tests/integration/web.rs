@@ -352,6 +352,33 @@ async fn atom_threads_and_json_feed() {
 
 async fn mount_wordpress_rest(server: &MockServer) {
     let base = server.uri();
+    // The home page names the REST root, as every WordPress page does.
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw("<!DOCTYPE html><html></html>", "text/html; charset=UTF-8")
+                .insert_header(
+                    "Link",
+                    format!("<{base}/wp-json/>; rel=\"https://api.w.org/\""),
+                ),
+        )
+        .mount(server)
+        .await;
+    // Repeat gathers list ids first; the pages carry those fields among the others.
+    for (page, file) in [("1", "wp-posts-page1.json"), ("2", "wp-posts-page2.json")] {
+        Mock::given(method("GET"))
+            .and(path("/wp-json/wp/v2/posts"))
+            .and(query_param("page", page))
+            .and(query_param("_fields", "id,modified_gmt"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(fixture(file, &base), "application/json; charset=UTF-8")
+                    .insert_header("X-WP-TotalPages", "2"),
+            )
+            .mount(server)
+            .await;
+    }
     for (page, file) in [("1", "wp-posts-page1.json"), ("2", "wp-posts-page2.json")] {
         Mock::given(method("GET"))
             .and(path("/wp-json/wp/v2/posts"))
@@ -452,11 +479,12 @@ async fn wordpress_rest_pages_embeds_authors_threads_replies_and_asks_only_for_c
         format!("{}/?p=101", server.uri().trim_start_matches("http://"))
     );
 
-    // Only one request per page, none per essay for authors.
+    // The home page once (for the REST root), then one request per page, none per
+    // essay for authors.
     let requests = server.received_requests().await.unwrap();
     assert_eq!(
         requests.len(),
-        4,
+        5,
         "{:?}",
         requests
             .iter()
@@ -473,7 +501,7 @@ async fn wordpress_rest_pages_embeds_authors_threads_replies_and_asks_only_for_c
         run.stderr
     );
     let requests = server.received_requests().await.unwrap();
-    let later: Vec<String> = requests[4..].iter().map(|r| r.url.to_string()).collect();
+    let later: Vec<String> = requests[5..].iter().map(|r| r.url.to_string()).collect();
     assert!(
         later
             .iter()
@@ -517,7 +545,28 @@ async fn wordpress_without_rest_api_falls_back_to_feeds() {
         )
         .mount(&server)
         .await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw("<!DOCTYPE html><html></html>", "text/html")
+                .insert_header(
+                    "Link",
+                    format!("<{}/wp-json/>; rel=\"https://api.w.org/\"", server.uri()),
+                ),
+        )
+        .mount(&server)
+        .await;
     mount_wordpress_feeds(&server).await;
+    // The fallback reads the Atom feeds (they carry threads); this site serves its RSS
+    // documents there, which parse the same.
+    let base = server.uri();
+    for (at, file) in [
+        ("/feed/atom/", "wp-feed.xml"),
+        ("/comments/feed/atom/", "wp-comments-site.xml"),
+    ] {
+        serve(&server, at, fixture(file, &base), "application/rss+xml").await;
+    }
     let site = site_with(&format!(
         "[[source]]\nname = \"wp\"\ntype = \"wordpress\"\nbase_url = \"{}\"",
         server.uri()
@@ -530,7 +579,9 @@ async fn wordpress_without_rest_api_falls_back_to_feeds() {
     );
     assert!(
         run.stderr
-            .contains("WordPress REST API unavailable; reading the site's feeds instead."),
+            .contains("Source gathered on its fallback route.")
+            && run.stderr.contains("wp/v2/posts")
+            && run.stderr.contains("the server answered 404"),
         "{}",
         run.stderr
     );

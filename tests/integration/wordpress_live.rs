@@ -42,8 +42,11 @@ name = "Reader"
     site
 }
 
+/// Rows of text values.
+type Rows = Vec<Vec<Option<String>>>;
+
 /// Column values of every row a query returns, as text.
-fn rows(site: &Site, sql: &str) -> Vec<Vec<Option<String>>> {
+fn rows(site: &Site, sql: &str) -> Rows {
     let db = site.db();
     let mut stmt = db.prepare(sql).unwrap();
     let n = stmt.column_count();
@@ -144,16 +147,31 @@ fn a_scheduled_post_and_a_late_approved_comment_arrive_when_they_go_live() {
     send(&site);
     let mails = edition(&site, 2);
     assert_eq!(mails.len(), 1);
-    assert!(mails[0].html.contains("Scheduled Essay"), "{}", mails[0].text);
-    assert!(mails[0].text.contains("Held for moderation, then approved."), "{}", mails[0].text);
+    assert!(
+        mails[0].html.contains("Scheduled Essay"),
+        "{}",
+        mails[0].text
+    );
+    assert!(
+        mails[0]
+            .text
+            .contains("Held for moderation, then approved."),
+        "{}",
+        mails[0].text
+    );
     assert_eq!(mails[0].subject, "1 essays, 1 replies");
     // The date filters name their zone (the site runs in Europe/Berlin).
     let requests: Vec<String> = wp.access_log().into_iter().map(|l| l[0].clone()).collect();
     assert!(
-        requests.iter().any(|r| r.contains("modified_after=") && r.contains("Z&")),
+        requests
+            .iter()
+            .any(|r| r.contains("modified_after=") && r.contains("Z&")),
         "{requests:#?}"
     );
-    assert!(requests.iter().all(|r| !r.contains("orderby=modified")), "{requests:#?}");
+    assert!(
+        requests.iter().all(|r| !r.contains("orderby=modified")),
+        "{requests:#?}"
+    );
 }
 
 #[test]
@@ -167,7 +185,11 @@ fn items_the_site_retracts_before_the_edition_are_not_mailed() {
     let pulled = wp.post("Pulled Essay", "<p>Regrettable.</p>");
     let kept = wp.post("Kept Essay", "<p>Fine.</p>");
     let run = site.gazette(&["gather"]);
-    assert!(run.stdout.contains("2 new essays, 3 new replies"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("2 new essays, 3 new replies"),
+        "{}",
+        run.stdout
+    );
     wp.php(&format!(
         "wp_spam_comment({spam}); wp_set_comment_status({pending}, 'hold'); wp_trash_post({pulled}); return true;"
     ));
@@ -176,9 +198,21 @@ fn items_the_site_retracts_before_the_edition_are_not_mailed() {
     let mails = edition(&site, 2);
     assert_eq!(mails.len(), 1);
     let text = &mails[0].text;
-    assert!(text.contains("This one stays.") && mails[0].html.contains("Kept Essay"), "{text}");
-    for gone in ["cheap watches", "Unapproved later", "Pulled Essay", "PULLED ESSAY", "Regrettable"] {
-        assert!(!text.contains(gone) && !mails[0].html.contains(gone), "{gone}: {text}");
+    assert!(
+        text.contains("This one stays.") && mails[0].html.contains("Kept Essay"),
+        "{text}"
+    );
+    for gone in [
+        "cheap watches",
+        "Unapproved later",
+        "Pulled Essay",
+        "PULLED ESSAY",
+        "Regrettable",
+    ] {
+        assert!(
+            !text.contains(gone) && !mails[0].html.contains(gone),
+            "{gone}: {text}"
+        );
     }
     assert_eq!(mails[0].subject, "1 essays, 1 replies");
     assert_eq!(
@@ -192,7 +226,7 @@ fn items_the_site_retracts_before_the_edition_are_not_mailed() {
 }
 
 /// Essays (title, author) and replies (author, text, has a parent) a site yields.
-fn content_of(site: &Site) -> (Vec<Vec<Option<String>>>, Vec<Vec<Option<String>>>) {
+fn content_of(site: &Site) -> (Rows, Rows) {
     (
         rows(site, "SELECT title, author FROM essay ORDER BY title"),
         rows(
@@ -219,12 +253,35 @@ fn plain_permalinks_gather_the_same_items_as_pretty_ones() {
     assert_eq!(content_of(&a), content_of(&b));
     assert_eq!(content_of(&b).1.len(), 3, "{:?}", content_of(&b));
     // Through the REST API, not a fallback.
-    let log: Vec<String> = plain.access_log().into_iter().map(|l| l[0].clone()).collect();
-    assert!(log.iter().any(|r| r.contains("?rest_route=/wp/v2/comments")), "{log:#?}");
+    let log: Vec<String> = plain
+        .access_log()
+        .into_iter()
+        .map(|l| l[0].clone())
+        .collect();
+    assert!(
+        log.iter()
+            .any(|r| r.contains("?rest_route=/wp/v2/comments")),
+        "{log:#?}"
+    );
     assert_eq!(
         rows(&b, "SELECT route, api_root FROM source_state"),
-        vec![vec![None, Some(format!("{}/index.php?rest_route=/", plain.url))]]
+        vec![vec![
+            None,
+            Some(format!("{}/index.php?rest_route=/", plain.url))
+        ]]
     );
+    // With the REST API off as well, the plain-permalink feeds are found.
+    plain.option("gazette_rest", "401");
+    let p = plain.post("Plain and closed", "<p>Still here.</p>");
+    plain.comment(p, 0, "Dee", "Through ?feed=.");
+    plain.clear_access_log();
+    assert_eq!(gather(&b), "source `wp`: 1 new essays, 1 new replies");
+    let log: Vec<String> = plain
+        .access_log()
+        .into_iter()
+        .map(|l| l[0].clone())
+        .collect();
+    assert!(log.iter().any(|r| r.contains("?feed=atom")), "{log:#?}");
 }
 
 #[test]
@@ -307,12 +364,17 @@ fn with_the_rest_api_off_or_users_hidden_the_feeds_give_the_same_items_and_nothi
             "no name is no name, whichever route"
         );
         assert_eq!(
-            rows(&site, &format!("SELECT author FROM essay WHERE title = '{title}'")),
+            rows(
+                &site,
+                &format!("SELECT author FROM essay WHERE title = '{title}'")
+            ),
             vec![vec![Some("admin".into())]]
         );
         let status = site.gazette(&["status"]);
         assert!(
-            status.stdout.contains("on its fallback: feeds, because the REST API is unavailable"),
+            status
+                .stdout
+                .contains("on its fallback: feeds, because the REST API is unavailable"),
             "{}",
             status.stdout
         );
@@ -325,7 +387,10 @@ fn with_the_rest_api_off_or_users_hidden_the_feeds_give_the_same_items_and_nothi
     wp.comment(p, 0, "Cy", "Under a hardened site.");
     assert_eq!(gather(&site), "source `wp`: 1 new essays, 1 new replies");
     assert_eq!(
-        rows(&site, "SELECT author FROM essay WHERE title = 'No users route'"),
+        rows(
+            &site,
+            "SELECT author FROM essay WHERE title = 'No users route'"
+        ),
         vec![vec![Some("admin".into())]]
     );
     assert!(!site.gazette(&["status"]).stdout.contains("fallback"));
@@ -342,7 +407,10 @@ fn with_the_rest_api_off_or_users_hidden_the_feeds_give_the_same_items_and_nothi
     );
     site.edit("config.toml", &format!("base_url = \"{}\"", wp.url), "");
     assert_eq!(gather(&site), "source `wp`: 0 new essays, 0 new replies");
-    assert_eq!(rows(&site, "SELECT key, parent_key FROM reply ORDER BY key"), parents);
+    assert_eq!(
+        rows(&site, "SELECT key, parent_key FROM reply ORDER BY key"),
+        parents
+    );
 }
 
 #[test]
@@ -359,8 +427,14 @@ fn behind_mod_deflate_a_repeat_feed_gather_is_answered_304() {
     site.write("config.toml", &cfg);
     gather(&site);
     let first = wp.access_log();
-    let feed = first.iter().find(|l| l[0].starts_with("GET /feed/ ")).unwrap();
-    assert!(feed[5].contains("-gzip"), "mod_deflate altered the ETag: {feed:?}");
+    let feed = first
+        .iter()
+        .find(|l| l[0].starts_with("GET /feed/ "))
+        .unwrap();
+    assert!(
+        feed[5].contains("-gzip"),
+        "mod_deflate altered the ETag: {feed:?}"
+    );
     assert_eq!(feed[6], "gzip");
     wp.clear_access_log();
     gather(&site);
@@ -368,7 +442,10 @@ fn behind_mod_deflate_a_repeat_feed_gather_is_answered_304() {
     assert_eq!(repeat.len(), 2, "{repeat:?}");
     for line in &repeat {
         assert_eq!(line[1], "304", "{line:?}");
-        assert!(!line[3].contains("-gzip"), "sent the origin's ETag: {line:?}");
+        assert!(
+            !line[3].contains("-gzip"),
+            "sent the origin's ETag: {line:?}"
+        );
     }
 
     // The WordPress source's feed fallback too.
@@ -400,13 +477,22 @@ fn password_protected_posts_and_their_comments_are_never_mailed() {
 
     let site = site_for(&wp, "");
     gather(&site);
-    assert_eq!(titles(&site), vec![vec![Some("Hello world!".into())], vec![Some("Open Essay".into())]]);
+    assert_eq!(
+        titles(&site),
+        vec![
+            vec![Some("Hello world!".into())],
+            vec![Some("Open Essay".into())]
+        ]
+    );
     assert_eq!(leaked(&site), 0);
 
     let opted_in = site_for(&wp, "include_protected = true");
     gather(&opted_in);
     assert_eq!(
-        rows(&opted_in, "SELECT content_html, summary FROM essay WHERE title = 'Members Only'"),
+        rows(
+            &opted_in,
+            "SELECT content_html, summary FROM essay WHERE title = 'Members Only'"
+        ),
         vec![vec![Some(String::new()), None]],
         "title and link only"
     );

@@ -6,8 +6,8 @@
 //! Used by tests/integration/wordpress_live.rs and by benches/wordpress.rs.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,10 @@ fn free_port() -> u16 {
 fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ready() {
-        assert!(start.elapsed() < limit, "{what} did not start within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not start within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -75,7 +78,8 @@ impl WordPress {
         let config = Path::new("/etc/wordpress/config-gazettetest.php");
         let ours = fs::read(harness_file("config-gazettetest.php")).unwrap();
         if fs::read(config).ok().as_deref() != Some(&ours[..]) {
-            fs::write(config, &ours).expect("write /etc/wordpress/config-gazettetest.php (as root)");
+            fs::write(config, &ours)
+                .expect("write /etc/wordpress/config-gazettetest.php (as root)");
         }
         let dir = tempfile::Builder::new()
             .prefix("gazette-wp-")
@@ -104,11 +108,19 @@ impl WordPress {
 
         let data = root.join("db");
         let out = Command::new("mariadb-install-db")
-            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal"])
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+            ])
             .arg(format!("--datadir={}", data.display()))
             .output()
             .unwrap();
-        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let socket = root.join("mysql.sock");
         let mariadb = Command::new("mariadbd")
             .process_group(0)
@@ -121,7 +133,10 @@ impl WordPress {
             ])
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--log-error={}", root.join("mariadb.log").display()))
+            .arg(format!(
+                "--log-error={}",
+                root.join("mariadb.log").display()
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -134,7 +149,11 @@ impl WordPress {
             .args(["-e", sql])
             .output()
             .unwrap();
-        assert!(out.status.success(), "mariadb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mariadb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         set_mode(&socket, 0o777);
 
         let port = free_port();
@@ -252,7 +271,10 @@ DirectoryIndex index.php
     }
 
     fn php_env(&self, code: &str, extra: &[(&str, &str)]) -> serde_json::Value {
-        let script = self.dir.path().join(format!("run-{}.php", fastrand::u64(..)));
+        let script = self
+            .dir
+            .path()
+            .join(format!("run-{}.php", fastrand::u64(..)));
         fs::write(&script, format!("<?php\n{code}\n")).unwrap();
         let out = Command::new("php")
             .arg(harness_file("cli.php"))
@@ -328,9 +350,7 @@ impl Drop for WordPress {
     fn drop(&mut self) {
         if let Some(mut a) = self.apache.take() {
             // SIGTERM lets the parent stop its children too.
-            let _ = Command::new("kill")
-                .arg(a.id().to_string())
-                .status();
+            let _ = Command::new("kill").arg(a.id().to_string()).status();
             let _ = a.wait();
         }
         let _ = self.mariadb.kill();
