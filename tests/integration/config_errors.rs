@@ -53,6 +53,11 @@ fn check_fixture(name: &str) {
 }
 
 #[test]
+fn errors_when_a_wordpress_source_option_is_bad_or_misplaced() {
+    check_fixture("bad_wordpress_source.toml");
+}
+
+#[test]
 fn errors_when_a_key_is_misspelt() {
     check_fixture("unknown_key.toml");
 }
