@@ -365,33 +365,23 @@ async fn mount_wordpress_rest(server: &MockServer) {
         )
         .mount(server)
         .await;
-    // Repeat gathers list ids first; the pages carry those fields among the others.
-    for (page, file) in [("1", "wp-posts-page1.json"), ("2", "wp-posts-page2.json")] {
-        Mock::given(method("GET"))
-            .and(path("/wp-json/wp/v2/posts"))
-            .and(query_param("page", page))
-            .and(query_param("_fields", "id,modified_gmt"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_raw(fixture(file, &base), "application/json; charset=UTF-8")
-                    .insert_header("X-WP-TotalPages", "2"),
-            )
-            .mount(server)
-            .await;
-    }
-    for (page, file) in [("1", "wp-posts-page1.json"), ("2", "wp-posts-page2.json")] {
-        Mock::given(method("GET"))
-            .and(path("/wp-json/wp/v2/posts"))
-            .and(query_param("page", page))
-            .and(query_param("_embed", "author"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_raw(fixture(file, &base), "application/json; charset=UTF-8")
-                    .insert_header("X-WP-Total", "3")
-                    .insert_header("X-WP-TotalPages", "2"),
-            )
-            .mount(server)
-            .await;
+    // The first gather reads full pages (with `_embed`); repeat gathers list ids first
+    // (`_fields=id,modified_gmt`), and the same pages carry those fields among the others.
+    for (param, value) in [("_embed", "author"), ("_fields", "id,modified_gmt")] {
+        for (page, file) in [("1", "wp-posts-page1.json"), ("2", "wp-posts-page2.json")] {
+            Mock::given(method("GET"))
+                .and(path("/wp-json/wp/v2/posts"))
+                .and(query_param("page", page))
+                .and(query_param(param, value))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .set_body_raw(fixture(file, &base), "application/json; charset=UTF-8")
+                        .insert_header("X-WP-Total", "3")
+                        .insert_header("X-WP-TotalPages", "2"),
+                )
+                .mount(server)
+                .await;
+        }
     }
     Mock::given(method("GET"))
         .and(path("/wp-json/wp/v2/posts"))
