@@ -377,32 +377,32 @@ pub async fn gather(
     ctx: &GatherContext,
 ) -> Result<Gathered, SourceError> {
     let remembered = ctx.api_root.as_deref().map(Api::new);
-    let mut api = match &remembered {
-        Some(a) => Some(a.clone()),
-        None => discover(cfg, &ctx.http).await?,
-    };
     let mut rediscovered = remembered.is_none();
+    let mut api = match remembered {
+        Some(a) => a,
+        // Some hardening snippets drop the discovery header but keep the API: try the
+        // usual root before giving up on it.
+        None => discover(cfg, &ctx.http)
+            .await?
+            .unwrap_or_else(|| Api::new(&format!("{}/wp-json/", cfg.base_url))),
+    };
     loop {
-        let Some(current) = api.clone() else {
-            return fall_back_to_feeds(cfg, ctx, "the home page names no REST API", None).await;
-        };
-        match gather_rest(cfg, ctx, &current).await {
+        match gather_rest(cfg, ctx, &api).await {
             Ok(mut out) => {
-                out.api_root = Some(current.root.clone());
+                out.api_root = Some(api.root.clone());
                 return Ok(out);
             }
             Err(RestError::Failed(e)) => return Err(e),
             Err(RestError::Unavailable(why)) if !rediscovered => {
                 // Permalinks may have changed since the root was found: look again once.
                 rediscovered = true;
-                let found = discover(cfg, &ctx.http).await?;
-                if found.as_ref() == Some(&current) || found.is_none() {
-                    return fall_back_to_feeds(cfg, ctx, &why, Some(&current)).await;
+                match discover(cfg, &ctx.http).await? {
+                    Some(found) if found != api => api = found,
+                    _ => return fall_back_to_feeds(cfg, ctx, &why, Some(&api)).await,
                 }
-                api = found;
             }
             Err(RestError::Unavailable(why)) => {
-                return fall_back_to_feeds(cfg, ctx, &why, Some(&current)).await
+                return fall_back_to_feeds(cfg, ctx, &why, Some(&api)).await
             }
         }
     }

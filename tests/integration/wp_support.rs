@@ -107,6 +107,12 @@ impl WordPress {
         chown_www_data(&content);
 
         let data = root.join("db");
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        // Bootstraps running at once collided on temporary tables in the shared /tmp:
+        // each site has its own tmpdir, and one bootstrap runs at a time.
+        static BOOTSTRAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let guard = BOOTSTRAP.lock().unwrap_or_else(|p| p.into_inner());
         let out = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
@@ -114,8 +120,10 @@ impl WordPress {
                 "--auth-root-authentication-method=normal",
             ])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .unwrap();
+        drop(guard);
         assert!(
             out.status.success(),
             "mariadb-install-db: {}",
@@ -133,6 +141,7 @@ impl WordPress {
             ])
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!(
                 "--log-error={}",
                 root.join("mariadb.log").display()
