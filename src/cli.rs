@@ -250,8 +250,11 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             for g in &outcomes {
                 match &g.result {
                     Ok(a) => say(format!(
-                        "source `{}`: {} new essays, {} new replies",
-                        g.source, a.essays, a.replies
+                        "source `{}`: {} new essays, {} new replies{}",
+                        g.source,
+                        a.essays,
+                        a.replies,
+                        unplaced_note(a.unplaced as i64)
                     )),
                     Err(e) => {
                         failed += 1;
@@ -321,10 +324,11 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
                 match &s.last_error {
                     Some(e) => say(format!("  {}  last gather {last}: FAILED: {e}", s.name)),
                     None if s.last_gathered_at.is_some() => say(format!(
-                        "  {}  last gather {last}: ok ({} new essays, {} new replies){}",
+                        "  {}  last gather {last}: ok ({} new essays, {} new replies{}){}",
                         s.name,
                         s.last_new.0,
                         s.last_new.1,
+                        unplaced_note(s.unplaced),
                         s.route
                             .as_ref()
                             .map(|r| format!("; on its fallback: {r}"))
@@ -672,8 +676,11 @@ fn print_report(report: &SendReport, mode: &Mode, say: &impl Fn(String)) {
     for g in &report.gathered {
         match &g.result {
             Ok(a) => say(format!(
-                "Gathered `{}`: {} new essays, {} new replies.",
-                g.source, a.essays, a.replies
+                "Gathered `{}`: {} new essays, {} new replies{}.",
+                g.source,
+                a.essays,
+                a.replies,
+                unplaced_note(a.unplaced as i64)
             )),
             Err(e) => eprintln!(
                 "error: source `{}` failed, its items will come in a later edition: {e}",
@@ -923,5 +930,14 @@ impl Progress for Bar {
         if let Some(bar) = st.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// ", N replies not placed yet" where a source holds replies waiting for their essay.
+fn unplaced_note(n: i64) -> String {
+    match n {
+        0 => String::new(),
+        1 => ", 1 reply not placed yet (its essay is not known)".into(),
+        n => format!(", {n} replies not placed yet (their essays are not known)"),
     }
 }

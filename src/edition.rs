@@ -59,7 +59,9 @@ pub fn select(
     let in_window = |seen: DateTime<Utc>, backfill: bool, published: Option<DateTime<Utc>>| {
         seen >= window.from
             && seen < window.to
-            && (!backfill || published.unwrap_or(seen) >= cutoff)
+            // The archive counts only where its date says it is recent: an undated item
+            // of a first gather could be years old, so it is archive, never news.
+            && (!backfill || published.is_some_and(|p| p >= cutoff))
     };
     let mut essays: Vec<StoredEssay> = if digest.include.essays {
         essays
@@ -389,9 +391,15 @@ mod tests {
         );
         let recent = essay(2, t(26, 7), Some(t(24, 9)), true);
         let undated = essay(3, t(26, 7), None, true);
-        let sel = select(&digest(), &w, vec![old, recent, undated], vec![]);
+        // Undated, but first seen after the source's first gather: news.
+        let undated_later = essay(4, t(26, 7), None, false);
+        let sel = select(&digest(), &w, vec![old, recent, undated, undated_later], vec![]);
         let ids: Vec<i64> = sel.essays.iter().map(|e| e.id).collect();
-        assert_eq!(ids, vec![3, 2], "newest first, the 2024 essay left out");
+        assert_eq!(
+            ids,
+            vec![4, 2],
+            "newest first; the 2024 essay and the undated archive left out"
+        );
     }
 
     #[test]

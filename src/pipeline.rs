@@ -259,6 +259,7 @@ pub async fn gather_some(
             origins: memory.origins,
             api_root: memory.api_root,
             now,
+            unplaced: memory.unplaced,
         };
         let src = src.clone();
         let permits = permits.clone();
@@ -285,7 +286,7 @@ pub async fn gather_some(
                     tracing::warn!(source = %name, route = %route, "Source gathered on its fallback route.");
                 }
                 tracing::info!(source = %name, essays = g.essays.len(), replies = g.replies.len(),
-                    new_essays = added.essays, new_replies = added.replies, "Gathered source.");
+                    new_essays = added.essays, new_replies = added.replies, unplaced = added.unplaced, "Gathered source.");
                 Ok(added)
             }
             Err(message) => {

@@ -82,6 +82,8 @@ pub struct SourceStatus {
     pub result: String,
     /// The last error, if the last gather failed.
     pub last_error: Option<String>,
+    /// Replies kept until their essay is known.
+    pub unplaced: i64,
     /// The fallback route the last gather ran on (e.g. feeds for a WordPress REST API
     /// that is off); `None` on the normal route.
     pub route: Option<String>,
@@ -163,6 +165,7 @@ pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError>
                 last_ok_at: st.last_ok_at,
                 last_error: st.last_error,
                 route: st.route,
+                unplaced: st.unplaced,
                 last_new: (st.last_new_essays, st.last_new_replies),
             },
             None => SourceStatus {
@@ -172,6 +175,7 @@ pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError>
                 result: "never gathered".into(),
                 last_error: None,
                 route: None,
+                unplaced: 0,
                 last_new: (0, 0),
             },
         });

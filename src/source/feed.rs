@@ -12,9 +12,10 @@ use chrono::{DateTime, Utc};
 use quick_xml::events::Event;
 
 use super::http::{Fetched, Validators};
+use super::{dates, sniff};
 use super::identity::{fallback_key, normalize_ref};
-use super::normalize::{html_line, html_to_text, sanitize_html};
-use super::{Essay, FetchRecord, GatherContext, Gathered, Reply, SourceError};
+use super::normalize::{html_line, html_to_line, sanitize_html};
+use super::{Essay, FetchRecord, GatherContext, Gathered, Reply, SourceError, Unplaced};
 use crate::config::{plain_line, FeedSourceConfig};
 
 /// What a feed request accepts.
@@ -59,23 +60,53 @@ struct Ext {
     comment_feed: Option<String>,
     in_reply_to: Option<String>,
     in_reply_to_href: Option<String>,
+    /// Publication dates as written (pubDate, published, dc:date, issued, created).
+    published: Vec<String>,
+    /// Update dates as written (updated, modified).
+    updated: Vec<String>,
 }
 
 /// Parses a feed document into items. `base_url` resolves relative links.
 pub fn parse(bytes: &[u8], base_url: &str) -> Result<Vec<Item>, String> {
+    parse_typed(bytes, base_url, None)
+}
+
+/// Parses a feed document served with this Content-Type (for its charset): the
+/// encoding is sniffed, JSON goes to the JSON Feed reader, XML to feed-rs, and anything
+/// else is refused with what it seems to be.
+pub fn parse_typed(
+    bytes: &[u8],
+    base_url: &str,
+    content_type: Option<&str>,
+) -> Result<Vec<Item>, String> {
+    let text = sniff::decode(bytes, sniff::charset_of(content_type));
+    match sniff::kind(&text) {
+        sniff::Kind::Json => super::jsonfeed::parse(&text, base_url),
+        sniff::Kind::Other(what) => Err(what),
+        sniff::Kind::Xml => parse_xml(&sniff::with_rss_version(text), base_url),
+    }
+}
+
+fn parse_xml(text: &str, base_url: &str) -> Result<Vec<Item>, String> {
     let parser = feed_rs::parser::Builder::new()
         .base_uri(Some(base_url))
         // Never a random id: items without one get "" here and a stable key below.
         .id_generator(|_, _, _| String::new())
         .build();
-    let feed = parser
-        .parse(bytes)
-        .map_err(|e| format!("not a valid RSS, Atom or JSON feed: {e}"))?;
-    let exts = if looks_like_xml(bytes) {
-        scan_extensions(bytes)
-    } else {
-        Vec::new()
-    };
+    let feed = parser.parse(text.as_bytes()).map_err(|e| {
+        match sniff::root_element(text) {
+            Some(root) if !matches!(root.rsplit(':').next(), Some("rss" | "feed" | "RDF")) => {
+                format!("an XML document whose root element is <{root}>, not an RSS or Atom feed")
+            }
+            _ => format!("not a valid RSS or Atom feed: {e}"),
+        }
+    })?;
+    let bytes = text.as_bytes();
+    let exts = scan_extensions(bytes);
+    // Atom: an entry without an author has its feed's (RFC 4287 §4.2.1).
+    let feed_author = (feed.feed_type == feed_rs::model::FeedType::Atom)
+        .then(|| feed.authors.iter().find_map(|p| p.name.clone()))
+        .flatten();
     let find_ext = |id: &str, link: Option<&str>| -> Option<&Ext> {
         exts.iter().find(|x| {
             (!id.is_empty() && x.id.as_deref().map(str::trim) == Some(id.trim()))
@@ -98,7 +129,12 @@ pub fn parse(bytes: &[u8], base_url: &str) -> Result<Vec<Item>, String> {
             // Feed titles are HTML in practice, whatever they declare.
             .map(|t| html_line(&t.content))
             .unwrap_or_default();
-        let published = entry.published.or(entry.updated);
+        // Dates as written, read leniently, the first readable one winning; feed-rs's
+        // own reading only where none is.
+        let updated = dates::best(ext.updated.iter().map(String::as_str)).or(entry.updated);
+        let published = dates::best(ext.published.iter().map(String::as_str))
+            .or(entry.published)
+            .or(updated);
         let key = if !entry.id.trim().is_empty() {
             normalize_ref(&entry.id)
         } else if let Some(l) = &link {
@@ -136,6 +172,7 @@ pub fn parse(bytes: &[u8], base_url: &str) -> Result<Vec<Item>, String> {
             .authors
             .iter()
             .find_map(|p| p.name.clone())
+            .or_else(|| feed_author.clone())
             .map(|n| html_line(&n))
             .filter(|n| !n.is_empty());
         let comment_feed = ext.comment_feed.clone().or_else(|| {
@@ -148,14 +185,14 @@ pub fn parse(bytes: &[u8], base_url: &str) -> Result<Vec<Item>, String> {
         items.push(Item {
             key,
             title: if title.is_empty() {
-                "Untitled".into()
+                untitled(&body_html)
             } else {
                 title
             },
             author,
             url: link,
             published_at: published,
-            updated_at: entry.updated,
+            updated_at: updated,
             summary,
             content_html: sanitize_html(&body_html, Some(&item_base)),
             comment_feed: comment_feed.and_then(|u| absolute(&u, base_url)),
@@ -193,11 +230,14 @@ pub fn wordpress_reply_prefix(html: &str) -> Option<(u64, String)> {
     Some((id, rest.trim_start().to_owned()))
 }
 
-fn looks_like_xml(bytes: &[u8]) -> bool {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF);
-    start.is_some_and(|i| bytes[i] == b'<')
+/// A title for a post that has none, as feed readers make one: its opening words.
+pub fn untitled(body_html: &str) -> String {
+    let words = super::normalize::excerpt(body_html, 10);
+    if words.is_empty() {
+        "Untitled".into()
+    } else {
+        words
+    }
 }
 
 fn absolute(url: &str, base: &str) -> Option<String> {
@@ -212,7 +252,7 @@ fn absolute(url: &str, base: &str) -> Option<String> {
 /// Text from a feed text construct: HTML is converted, plain text kept; one line.
 fn text_of(content: &str, media_type: &str) -> String {
     if media_type.contains("html") {
-        plain_line(&html_to_text(content, 10_000))
+        plain_line(&html_to_line(content))
     } else {
         plain_line(content)
     }
@@ -257,7 +297,20 @@ fn scan_extensions(bytes: &[u8]) -> Vec<Ext> {
                     if let Some(x) = current.as_mut() {
                         read_attrs(&local, &e, x);
                     }
-                    if matches!(local.as_str(), "guid" | "id" | "link" | "commentRss") {
+                    if matches!(
+                        local.as_str(),
+                        "guid"
+                            | "id"
+                            | "link"
+                            | "commentRss"
+                            | "pubDate"
+                            | "published"
+                            | "date"
+                            | "issued"
+                            | "created"
+                            | "updated"
+                            | "modified"
+                    ) {
                         reading = Some(local);
                         text.clear();
                     }
@@ -301,7 +354,9 @@ fn scan_extensions(bytes: &[u8]) -> Vec<Ext> {
                                 match field.as_str() {
                                     "guid" | "id" => x.id = Some(value),
                                     "link" => x.link = x.link.take().or(Some(value)),
-                                    _ => x.comment_feed = Some(value),
+                                    "commentRss" => x.comment_feed = Some(value),
+                                    "updated" | "modified" => x.updated.push(value),
+                                    _ => x.published.push(value),
                                 }
                             }
                         }
@@ -354,7 +409,27 @@ fn read_attrs(local: &str, e: &quick_xml::events::BytesStart<'_>, x: &mut Ext) {
     }
 }
 
-/// Which essay a comment item answers, and which reply, if it says.
+/// The page a comment link is on, as the essay's own address: the fragment dropped and
+/// WordPress's `comment-page-N/` segment (comment paging) removed.
+fn essay_page(url: &str) -> String {
+    let page = url.split('#').next().unwrap_or(url);
+    let trimmed = page.trim_end_matches('/');
+    let page = match trimmed.rsplit_once('/') {
+        Some((head, last))
+            if last
+                .strip_prefix("comment-page-")
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) =>
+        {
+            head
+        }
+        _ => page,
+    };
+    normalize_ref(page)
+}
+
+/// Which essay a comment item answers, and which reply, if it says. The item's own
+/// link and id win over a `thr:in-reply-to` that names another essay: old WordPress
+/// wrote the latest post's id into every entry of its site-wide comment feed.
 fn place_reply(
     item: &Item,
     fixed_essay: Option<&str>,
@@ -362,9 +437,13 @@ fn place_reply(
     essay_keys: &std::collections::HashSet<String>,
     reply_essay: &HashMap<String, String>,
 ) -> Option<(String, Option<String>)> {
-    let by_url = |u: &str| {
-        let page = u.split('#').next().unwrap_or(u);
-        essays_by_url.get(&normalize_ref(page)).cloned()
+    let by_url = |u: &str| essays_by_url.get(&essay_page(u)).cloned();
+    // A WordPress comment id is its post's guid plus "#comment-N".
+    let by_own_id = || {
+        item.key
+            .rsplit_once("#comment-")
+            .map(|(essay, _)| essay.to_owned())
+            .filter(|e| essay_keys.contains(e))
     };
     let parent = item
         .in_reply_to
@@ -373,9 +452,10 @@ fn place_reply(
         .cloned();
     let essay = fixed_essay
         .map(str::to_owned)
+        .or_else(by_own_id)
+        .or_else(|| item.url.as_deref().and_then(by_url))
         .or_else(|| item.in_reply_to.clone().filter(|r| essay_keys.contains(r)))
         .or_else(|| parent.as_ref().and_then(|p| reply_essay.get(p).cloned()))
-        .or_else(|| item.url.as_deref().and_then(by_url))
         .or_else(|| item.in_reply_to_href.as_deref().and_then(by_url))?;
     // WordPress's comment guids are the post's guid plus "#comment-N", so the parent
     // named by an "In reply to" line has this key.
@@ -394,8 +474,8 @@ async fn fetch_feed(
     match ctx.http.get(url, ctx.validators(url), ACCEPT).await? {
         Fetched::NotModified => Ok(None),
         Fetched::Body(body) => {
-            let items =
-                parse(&body.bytes, &body.final_url).map_err(|message| SourceError::Feed {
+            let items = parse_typed(&body.bytes, &body.final_url, body.content_type.as_deref())
+                .map_err(|message| SourceError::Feed {
                     url: url.to_owned(),
                     message,
                 })?;
@@ -481,7 +561,7 @@ pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathe
                 reply_essay.insert(item.key.clone(), place.0.clone());
                 placed.push((item, place));
             } else {
-                tracing::debug!(source = %cfg.name, reply = %item.key, "Reply to an unknown essay skipped for now.");
+                out.unplaced.push(Unplaced::from(item));
             }
         }
         for (item, (essay, parent)) in placed {
@@ -525,8 +605,53 @@ pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathe
             None => out.fetches.push(FetchRecord::not_modified(url, None)),
         }
     }
+    // Replies kept from earlier gathers: their essay may be known now.
+    place(
+        ctx.unplaced.iter().cloned().map(Item::from).collect(),
+        None,
+        &mut out,
+    );
     // A reply seen in both an essay's feed and the site-wide feed is one reply.
     let mut seen = std::collections::HashSet::new();
     out.replies.retain(|r| seen.insert(r.key.clone()));
+    out.unplaced.retain(|u| seen.insert(u.key.clone()));
+    if !out.unplaced.is_empty() {
+        tracing::info!(source = %cfg.name, unplaced = out.unplaced.len(), "Replies to essays not known yet; kept to place in a later gather.");
+    }
     Ok(out)
+}
+
+impl From<&Item> for Unplaced {
+    fn from(i: &Item) -> Unplaced {
+        Unplaced {
+            key: i.key.clone(),
+            url: i.url.clone(),
+            in_reply_to: i.in_reply_to.clone(),
+            in_reply_to_href: i.in_reply_to_href.clone(),
+            reply_to_comment: i.reply_to_comment,
+            author: i.author.clone(),
+            published_at: i.published_at,
+            content_html: i.content_html.clone(),
+        }
+    }
+}
+
+impl From<Unplaced> for Item {
+    fn from(u: Unplaced) -> Item {
+        Item {
+            key: u.key,
+            title: String::new(),
+            author: u.author,
+            url: u.url,
+            published_at: u.published_at,
+            updated_at: None,
+            summary: None,
+            content_html: u.content_html,
+            comment_feed: None,
+            in_reply_to: u.in_reply_to,
+            in_reply_to_href: u.in_reply_to_href,
+            reply_to_comment: u.reply_to_comment,
+            protected: false,
+        }
+    }
 }

@@ -1,11 +1,15 @@
 //! Sources fetch essays and replies from one configured place, normalise and sanitise
 //! them, and return plain values. They never write the store or know about digests.
 
+pub mod dates;
 pub mod feed;
 pub mod folder;
 pub mod http;
 pub mod identity;
+pub mod jsonfeed;
 pub mod normalize;
+pub mod prose;
+pub mod sniff;
 pub mod wordpress;
 
 use std::collections::HashMap;
@@ -80,6 +84,29 @@ pub struct Gathered {
     pub api_root: Option<String>,
     /// Set when the source ran on a fallback route: what it read and why.
     pub route: Option<String>,
+    /// Replies whose essay is not known yet; kept, and placed by a later gather.
+    pub unplaced: Vec<Unplaced>,
+}
+
+/// A reply that could not be placed under an essay yet, with what may place it later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unplaced {
+    /// Its key.
+    pub key: String,
+    /// Its own page (`essay-url#comment-N`).
+    pub url: Option<String>,
+    /// Normalised `thr:in-reply-to` ref.
+    pub in_reply_to: Option<String>,
+    /// `thr:in-reply-to` href.
+    pub in_reply_to_href: Option<String>,
+    /// The comment it answers, from WordPress's "In reply to" line.
+    pub reply_to_comment: Option<u64>,
+    /// Plain-text author.
+    pub author: Option<String>,
+    /// When it was written.
+    pub published_at: Option<DateTime<Utc>>,
+    /// Sanitised HTML.
+    pub content_html: String,
 }
 
 /// One URL fetched during a gather.
@@ -132,6 +159,8 @@ pub struct GatherContext {
     pub api_root: Option<String>,
     /// The time of this gather.
     pub now: DateTime<Utc>,
+    /// Replies kept from earlier gathers until their essay is known.
+    pub unplaced: Vec<Unplaced>,
 }
 
 impl GatherContext {

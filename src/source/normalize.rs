@@ -215,9 +215,28 @@ pub fn tidy_html(html: &str) -> String {
     out
 }
 
-/// Plain text from a name or title that a web source may have written as HTML.
+/// Plain text from a name or title that a web source may have written as HTML. Inline
+/// markup keeps its words; a title that mentions tags as text ("Why <b> is not
+/// <strong>") is read as text.
 pub fn html_line(s: &str) -> String {
-    crate::config::plain_line(&html_to_text(s, 10_000))
+    if super::prose::mentions_tags(s) {
+        let escaped = s.replace('<', "&lt;").replace('>', "&gt;");
+        crate::config::plain_line(&html_to_line(&escaped))
+    } else {
+        crate::config::plain_line(&html_to_line(s))
+    }
+}
+
+/// The text of some HTML as prose for one line (an excerpt or summary): link text
+/// without addresses, no emphasis markers; not yet joined into one line.
+pub fn html_to_line(input: &str) -> String {
+    memo(3, &[input], 0, || {
+        let cut = truncate_at_char(input, MAX_TEXT_INPUT);
+        super::prose::convert(cut, super::prose::Shape::Line, 10_000)
+            .unwrap_or_else(|| strip_tags(cut))
+            .trim()
+            .to_owned()
+    })
 }
 
 /// Memoises a conversion of `inputs`: a digest renders the same essay's excerpt once per
@@ -246,16 +265,16 @@ fn memo(kind: u8, inputs: &[&str], n: usize, compute: impl FnOnce() -> String) -
     value
 }
 
-/// Converts sanitised HTML to wrapped plain text for the text/plain part.
+/// Converts sanitised HTML to wrapped plain text for the text/plain part: link text
+/// followed by `<url>`, no emphasis markers, no address cut across lines.
 pub fn html_to_text(input: &str, width: usize) -> String {
     memo(0, &[input], width, || convert_html(input, width))
 }
 
 fn convert_html(input: &str, width: usize) -> String {
     let cut = truncate_at_char(input, MAX_TEXT_INPUT);
-    html2text::config::plain()
-        .string_from_read(cut.as_bytes(), width)
-        .unwrap_or_else(|_| strip_tags(cut))
+    super::prose::convert(cut, super::prose::Shape::Text, width)
+        .unwrap_or_else(|| strip_tags(cut))
         .trim()
         .to_owned()
 }
@@ -267,10 +286,19 @@ pub fn wrap(text: &str, width: usize, indent: &str) -> String {
         let opts = textwrap::Options::new(width)
             .initial_indent(indent)
             .subsequent_indent(indent)
+            // Break only at spaces: the default also breaks after "/" and "-", which
+            // cuts URLs in two.
+            .word_separator(textwrap::WordSeparator::AsciiSpace)
             .word_splitter(textwrap::WordSplitter::NoHyphenation)
             .break_words(false);
         textwrap::fill(text, opts)
     })
+}
+
+/// How many words some HTML's text has (templates show "Read in full" only when an
+/// excerpt was cut).
+pub fn word_count(input_html: &str) -> usize {
+    html_to_line(input_html).split_whitespace().count()
 }
 
 /// The first `words` words of some HTML's text, with an ellipsis when cut.
@@ -279,7 +307,7 @@ pub fn excerpt(input_html: &str, words: usize) -> String {
 }
 
 fn cut_words(input_html: &str, words: usize) -> String {
-    let text = html_to_text(input_html, 10_000);
+    let text = html_to_line(input_html);
     let all: Vec<&str> = text.split_whitespace().collect();
     if all.len() <= words {
         all.join(" ")
@@ -416,6 +444,13 @@ mod tests {
         assert!(html_to_text(&html, 72).contains("deep"));
         let huge = format!("<p>{}</p>", "word ".repeat(200_000));
         assert!(html_to_text(&huge, 72).len() <= MAX_TEXT_INPUT);
+    }
+
+    #[test]
+    fn wrapping_never_cuts_an_address() {
+        let url = "https://example.org/2026/11/a-very-long-essay-slug-about-harbours/#comment-1234";
+        let t = wrap(&format!("See {url} for the rest of the argument."), 30, "  ");
+        assert!(t.lines().any(|l| l.trim() == url), "{t}");
     }
 
     #[test]

@@ -290,7 +290,7 @@ fn post_to_essay(cfg: &WordPressSourceConfig, p: &Post) -> Essay {
         title: {
             let t = html_line(title_html);
             if t.is_empty() {
-                "Untitled".into()
+                super::feed::untitled(p.content.as_ref().map_or("", |c| c.rendered.as_str()))
             } else {
                 t
             }
@@ -310,7 +310,7 @@ fn post_to_essay(cfg: &WordPressSourceConfig, p: &Post) -> Essay {
             .excerpt
             .as_ref()
             .filter(|_| !protected)
-            .map(|e| plain_line(&super::normalize::html_to_text(&e.rendered, 10_000)))
+            .map(|e| plain_line(&super::normalize::html_to_line(&e.rendered)))
             .filter(|s| !s.is_empty()),
         content_html: if protected {
             String::new()

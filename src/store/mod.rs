@@ -269,6 +269,8 @@ pub struct SourceState {
     pub last_new_replies: i64,
     /// The fallback route of the last successful gather, if it was on one.
     pub route: Option<String>,
+    /// Replies waiting for their essay after the last successful gather.
+    pub unplaced: i64,
 }
 
 /// Counts of what one gather added.
@@ -278,6 +280,8 @@ pub struct Added {
     pub essays: usize,
     /// Replies not seen before.
     pub replies: usize,
+    /// Replies of the source still waiting for their essay.
+    pub unplaced: usize,
 }
 
 /// What the store remembers about a source, for its next gather.
@@ -296,6 +300,8 @@ pub struct SourceMemory {
     pub origins: std::collections::HashMap<String, (String, Option<DateTime<Utc>>)>,
     /// The API root the source discovered on an earlier gather.
     pub api_root: Option<String>,
+    /// Replies kept until their essay is known.
+    pub unplaced: Vec<crate::source::Unplaced>,
 }
 
 /// Formats a time the way the store keeps it.
@@ -540,6 +546,33 @@ impl Store {
             }
         }
         {
+            // Unplaced replies: kept (first sighting wins), forgotten once placed or
+            // after 30 days.
+            let mut keep = tx.prepare_cached(
+                "INSERT OR IGNORE INTO unplaced_reply (source, key, url, in_reply_to, in_reply_to_href, reply_to_comment, author, published_at, content_html, first_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for u in &g.unplaced {
+                keep.execute(params![
+                    source,
+                    u.key,
+                    u.url,
+                    u.in_reply_to,
+                    u.in_reply_to_href,
+                    u.reply_to_comment.and_then(|n| i64::try_from(n).ok()),
+                    u.author,
+                    u.published_at.map(ts),
+                    u.content_html,
+                    now_s
+                ])?;
+            }
+            tx.execute(
+                "DELETE FROM unplaced_reply WHERE source = ?1
+                   AND (key IN (SELECT key FROM reply WHERE source = ?1) OR first_seen_at < ?2)",
+                params![source, ts(now - chrono::Duration::days(30))],
+            )?;
+        }
+        {
             let mut fetched = tx.prepare_cached(
                 "INSERT INTO http_cache (url, source, essay_key, etag, last_modified, fetched_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -570,6 +603,15 @@ impl Store {
                last_error = NULL, last_new_essays = ?3, last_new_replies = ?4, gathers = gathers + 1,
                api_root = COALESCE(?5, api_root), route = ?6",
             params![source, now_s, added.essays as i64, added.replies as i64, g.api_root, g.route],
+        )?;
+        added.unplaced = tx.query_row(
+            "SELECT COUNT(*) FROM unplaced_reply WHERE source = ?1",
+            [source],
+            |r| r.get::<_, i64>(0),
+        )? as usize;
+        tx.execute(
+            "UPDATE source_state SET last_unplaced = ?2 WHERE source = ?1",
+            params![source, added.unplaced as i64],
         )?;
         tx.commit()?;
         Ok(added)
@@ -640,6 +682,30 @@ impl Store {
             .flatten();
         memory.last_ok_at = opt_ts(last_ok)?;
         memory.api_root = self.source_api_root(source)?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, url, in_reply_to, in_reply_to_href, reply_to_comment, author, published_at, content_html
+             FROM unplaced_reply WHERE source = ?1 ORDER BY first_seen_at LIMIT 1000",
+        )?;
+        let rows = stmt.query_map([source], |r| {
+            Ok((
+                crate::source::Unplaced {
+                    key: r.get(0)?,
+                    url: r.get(1)?,
+                    in_reply_to: r.get(2)?,
+                    in_reply_to_href: r.get(3)?,
+                    reply_to_comment: r.get::<_, Option<i64>>(4)?.and_then(|n| u64::try_from(n).ok()),
+                    author: r.get(5)?,
+                    published_at: None,
+                    content_html: r.get(7)?,
+                },
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        for row in rows {
+            let (mut u, published) = row?;
+            u.published_at = opt_ts(published)?;
+            memory.unplaced.push(u);
+        }
         let recent = ts(now - recent_replies);
         let mut stmt = self.conn.prepare_cached(
             "SELECT origin_id, key, updated_at FROM (SELECT origin_id, key, updated_at FROM essay
@@ -667,7 +733,7 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies, route
+                "SELECT last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies, route, last_unplaced
                  FROM source_state WHERE source = ?1",
                 [source],
                 |r| {
@@ -678,13 +744,15 @@ impl Store {
                         r.get::<_, i64>(3)?,
                         r.get::<_, i64>(4)?,
                         r.get::<_, Option<String>>(5)?,
+                        r.get::<_, i64>(6)?,
                     ))
                 },
             )
             .optional()?;
-        row.map(|(gathered, ok, error, essays, replies, route)| {
+        row.map(|(gathered, ok, error, essays, replies, route, unplaced)| {
             Ok(SourceState {
                 route,
+                unplaced,
                 last_gathered_at: opt_ts(gathered)?,
                 last_ok_at: opt_ts(ok)?,
                 last_error: error,

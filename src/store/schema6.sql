@@ -21,3 +21,20 @@ UPDATE OR IGNORE reply SET key = replace(key, '/#', '#') WHERE key LIKE '%/#%';
 UPDATE reply SET essay_key = replace(essay_key, '/#', '#') WHERE essay_key LIKE '%/#%';
 UPDATE reply SET parent_key = replace(parent_key, '/#', '#') WHERE parent_key LIKE '%/#%';
 UPDATE OR IGNORE essay SET key = replace(key, '/#', '#') WHERE key LIKE '%/#%';
+-- Replies a gather could not place under an essay yet (a site-wide comment feed ahead
+-- of the essays feed, an essay outside the feed's window): kept so a later gather can
+-- place them, since the comment feed may have moved on by then. Counted in status.
+CREATE TABLE unplaced_reply (
+    source           TEXT NOT NULL,
+    key              TEXT NOT NULL,
+    url              TEXT,
+    in_reply_to      TEXT,
+    in_reply_to_href TEXT,
+    reply_to_comment INTEGER,
+    author           TEXT,
+    published_at     TEXT,
+    content_html     TEXT NOT NULL,
+    first_seen_at    TEXT NOT NULL,
+    PRIMARY KEY (source, key)
+);
+ALTER TABLE source_state ADD COLUMN last_unplaced INTEGER NOT NULL DEFAULT 0;
