@@ -393,7 +393,12 @@ mod tests {
         let undated = essay(3, t(26, 7), None, true);
         // Undated, but first seen after the source's first gather: news.
         let undated_later = essay(4, t(26, 7), None, false);
-        let sel = select(&digest(), &w, vec![old, recent, undated, undated_later], vec![]);
+        let sel = select(
+            &digest(),
+            &w,
+            vec![old, recent, undated, undated_later],
+            vec![],
+        );
         let ids: Vec<i64> = sel.essays.iter().map(|e| e.id).collect();
         assert_eq!(
             ids,

@@ -328,7 +328,9 @@ fn register_helpers(tera: &mut Tera) {
     // `{% if reply.content_html | word_count > 50 %}`: words in some HTML's text, to
     // offer "Read in full" only where an excerpt was cut.
     tera.register_filter("word_count", |v: &Value, _: &HashMap<String, Value>| {
-        Ok(Value::from(normalize::word_count(v.as_str().unwrap_or_default())))
+        Ok(Value::from(normalize::word_count(
+            v.as_str().unwrap_or_default(),
+        )))
     });
     // `{{ essay.content_html | plaintext(width=72) }}`: HTML as wrapped plain text.
     tera.register_filter("plaintext", |v: &Value, args: &HashMap<String, Value>| {

@@ -49,7 +49,12 @@ fn iso8601(s: &str) -> Option<DateTime<Utc>> {
         "" | "Z" | "z" => 0,
         z => numeric_offset(z)?,
     };
-    Some(FixedOffset::east_opt(offset)?.from_local_datetime(&local).single()?.with_timezone(&Utc))
+    Some(
+        FixedOffset::east_opt(offset)?
+            .from_local_datetime(&local)
+            .single()?
+            .with_timezone(&Utc),
+    )
 }
 
 /// `+0100`, `+01:00`, `+01`, `-0530` as seconds east of UTC.
@@ -65,7 +70,10 @@ fn numeric_offset(z: &str) -> Option<i32> {
     }
     let (h, m) = match digits.len() {
         2 => (digits.parse::<i32>().ok()?, 0),
-        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
+        4 => (
+            digits[..2].parse::<i32>().ok()?,
+            digits[2..].parse::<i32>().ok()?,
+        ),
         _ => return None,
     };
     (h <= 14 && m < 60).then_some(sign * (h * 3600 + m * 60))
@@ -96,10 +104,11 @@ fn rfc822(s: &str) -> Option<DateTime<Utc>> {
             if time.is_none() {
                 return None;
             }
-        } else if let Some(m) = MONTHS
-            .iter()
-            .position(|m| lower.len() >= 3 && lower.starts_with(m) && lower.chars().all(|c| c.is_ascii_alphabetic() || c == '.'))
-        {
+        } else if let Some(m) = MONTHS.iter().position(|m| {
+            lower.len() >= 3
+                && lower.starts_with(m)
+                && lower.chars().all(|c| c.is_ascii_alphabetic() || c == '.')
+        }) {
             month = Some(m as u32 + 1);
         } else if t.chars().all(|c| c.is_ascii_digit()) {
             let n: i32 = t.parse().ok()?;
@@ -178,16 +187,31 @@ mod tests {
         ] {
             assert_eq!(parse(s), Some(noon), "{s}");
         }
-        assert_eq!(parse("Tue, 4 Nov 2026 12:00:00 GMT"), Some(at("2026-11-04T12:00:00Z")));
+        assert_eq!(
+            parse("Tue, 4 Nov 2026 12:00:00 GMT"),
+            Some(at("2026-11-04T12:00:00Z"))
+        );
     }
 
     #[test]
     fn reads_iso8601_with_missing_parts_as_utc() {
         assert_eq!(parse("2026-11-24T12:00"), Some(at("2026-11-24T12:00:00Z")));
-        assert_eq!(parse("2026-11-24T12:00:30"), Some(at("2026-11-24T12:00:30Z")));
-        assert_eq!(parse("2026-11-24 13:00+01:00"), Some(at("2026-11-24T12:00:00Z")));
-        assert_eq!(parse("2026-11-24T12:00:00.123Z"), Some(at("2026-11-24T12:00:00.123Z")));
-        assert_eq!(parse("2026-11-24T14:00:00+0200"), Some(at("2026-11-24T12:00:00Z")));
+        assert_eq!(
+            parse("2026-11-24T12:00:30"),
+            Some(at("2026-11-24T12:00:30Z"))
+        );
+        assert_eq!(
+            parse("2026-11-24 13:00+01:00"),
+            Some(at("2026-11-24T12:00:00Z"))
+        );
+        assert_eq!(
+            parse("2026-11-24T12:00:00.123Z"),
+            Some(at("2026-11-24T12:00:00.123Z"))
+        );
+        assert_eq!(
+            parse("2026-11-24T14:00:00+0200"),
+            Some(at("2026-11-24T12:00:00Z"))
+        );
         assert_eq!(parse("2026-11-24"), Some(at("2026-11-24T00:00:00Z")));
     }
 

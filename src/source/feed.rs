@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use quick_xml::events::Event;
 
 use super::http::{Fetched, Validators};
-use super::{dates, sniff};
 use super::identity::{fallback_key, normalize_ref};
 use super::normalize::{html_line, html_to_line, sanitize_html};
+use super::{dates, sniff};
 use super::{Essay, FetchRecord, GatherContext, Gathered, Reply, SourceError, Unplaced};
 use crate::config::{plain_line, FeedSourceConfig};
 
@@ -93,14 +93,14 @@ fn parse_xml(text: &str, base_url: &str) -> Result<Vec<Item>, String> {
         // Never a random id: items without one get "" here and a stable key below.
         .id_generator(|_, _, _| String::new())
         .build();
-    let feed = parser.parse(text.as_bytes()).map_err(|e| {
-        match sniff::root_element(text) {
+    let feed = parser
+        .parse(text.as_bytes())
+        .map_err(|e| match sniff::root_element(text) {
             Some(root) if !matches!(root.rsplit(':').next(), Some("rss" | "feed" | "RDF")) => {
                 format!("an XML document whose root element is <{root}>, not an RSS or Atom feed")
             }
             _ => format!("not a valid RSS or Atom feed: {e}"),
-        }
-    })?;
+        })?;
     let bytes = text.as_bytes();
     let exts = scan_extensions(bytes);
     // Atom: an entry without an author has its feed's (RFC 4287 §4.2.1).

@@ -69,15 +69,17 @@ fn describe(value: &Value) -> String {
                 ),
             }
         }
-        Value::Array(_) => "a JSON array, not a JSON Feed (a feed is an object with \"version\" and \"items\")".into(),
+        Value::Array(_) => {
+            "a JSON array, not a JSON Feed (a feed is an object with \"version\" and \"items\")"
+                .into()
+        }
         _ => "a JSON value, not a JSON Feed".into(),
     }
 }
 
 /// Parses a JSON Feed; `base_url` resolves relative links.
 pub fn parse(text: &str, base_url: &str) -> Result<Vec<Item>, String> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let is_feed = value
         .get("version")
         .and_then(Value::as_str)
@@ -120,7 +122,10 @@ pub fn parse(text: &str, base_url: &str) -> Result<Vec<Item>, String> {
         } else if let Some(u) = &url {
             normalize_ref(u)
         } else {
-            fallback_key(&[&title, &published.map(|p| p.to_rfc3339()).unwrap_or_default()])
+            fallback_key(&[
+                &title,
+                &published.map(|p| p.to_rfc3339()).unwrap_or_default(),
+            ])
         };
         let item_base = url.clone().unwrap_or_else(|| base_url.to_owned());
         items.push(Item {
@@ -149,7 +154,10 @@ pub fn parse(text: &str, base_url: &str) -> Result<Vec<Item>, String> {
 
 fn absolute(url: &str, base: &str) -> Option<String> {
     let base = url::Url::parse(base).ok();
-    let u = url::Url::options().base_url(base.as_ref()).parse(url).ok()?;
+    let u = url::Url::options()
+        .base_url(base.as_ref())
+        .parse(url)
+        .ok()?;
     matches!(u.scheme(), "http" | "https").then(|| u.to_string())
 }
 
@@ -188,7 +196,10 @@ mod tests {
     #[test]
     fn json_that_is_not_a_feed_says_what_it_is() {
         let e = parse(r#"{"posts":[],"total":0}"#, "https://b.org/").unwrap_err();
-        assert!(e.contains("not a JSON Feed") && e.contains("posts, total"), "{e}");
+        assert!(
+            e.contains("not a JSON Feed") && e.contains("posts, total"),
+            "{e}"
+        );
         assert!(!e.contains("missing field"), "{e}");
         let e = parse("[1,2]", "https://b.org/").unwrap_err();
         assert!(e.contains("JSON array"), "{e}");

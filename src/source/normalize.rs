@@ -449,7 +449,11 @@ mod tests {
     #[test]
     fn wrapping_never_cuts_an_address() {
         let url = "https://example.org/2026/11/a-very-long-essay-slug-about-harbours/#comment-1234";
-        let t = wrap(&format!("See {url} for the rest of the argument."), 30, "  ");
+        let t = wrap(
+            &format!("See {url} for the rest of the argument."),
+            30,
+            "  ",
+        );
         assert!(t.lines().any(|l| l.trim() == url), "{t}");
     }
 

@@ -157,7 +157,12 @@ fn wrap_line(line: &str, width: usize) -> String {
     let body = &line[quotes..];
     let marker = body
         .split_once(' ')
-        .filter(|(m, _)| *m == "-" || (m.ends_with('.') && m[..m.len() - 1].chars().all(|c| c.is_ascii_digit()) && m.len() > 1))
+        .filter(|(m, _)| {
+            *m == "-"
+                || (m.ends_with('.')
+                    && m[..m.len() - 1].chars().all(|c| c.is_ascii_digit())
+                    && m.len() > 1)
+        })
         .map_or(0, |(m, _)| m.len() + 1);
     let hang = format!("{}{}", &line[..quotes], " ".repeat(marker));
     let opts = textwrap::Options::new(width)
@@ -229,7 +234,8 @@ pub fn mentions_tags(s: &str) -> bool {
         let Some(end) = rest.find('>') else {
             return true;
         };
-        let self_closing = rest[..end].ends_with('/') || matches!(name.as_str(), "br" | "img" | "wbr");
+        let self_closing =
+            rest[..end].ends_with('/') || matches!(name.as_str(), "br" | "img" | "wbr");
         if closing {
             if open.pop().as_deref() != Some(name.as_str()) {
                 return true;
@@ -275,13 +281,21 @@ mod tests {
         assert!(t.contains(" <https://e.org/>."), "{t}");
         assert!(!t.contains("https://e.org/ <"), "{t}");
         for l in t.lines() {
-            assert!(!l.contains("segment/") || l.contains(&long), "a URL split across lines: {t}");
+            assert!(
+                !l.contains("segment/") || l.contains(&long),
+                "a URL split across lines: {t}"
+            );
         }
     }
 
     #[test]
     fn javascript_and_relative_links_show_no_address() {
-        let t = convert("<a href=\"javascript:x()\">x</a> <a href=\"/rel\">y</a>", Shape::Text, 72).unwrap();
+        let t = convert(
+            "<a href=\"javascript:x()\">x</a> <a href=\"/rel\">y</a>",
+            Shape::Text,
+            72,
+        )
+        .unwrap();
         assert_eq!(t.trim(), "x y");
     }
 

@@ -65,7 +65,10 @@ fn declared_encoding(bytes: &[u8]) -> Option<String> {
     let decl = head.trim_start().strip_prefix("<?xml")?;
     let decl = &decl[..decl.find("?>")?];
     let at = decl.find("encoding")?;
-    let rest = decl[at + "encoding".len()..].trim_start().strip_prefix('=')?.trim_start();
+    let rest = decl[at + "encoding".len()..]
+        .trim_start()
+        .strip_prefix('=')?
+        .trim_start();
     let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
     let value = &rest[1..];
     Some(value[..value.find(quote)?].to_owned())
@@ -91,11 +94,14 @@ pub fn kind(text: &str) -> Kind {
     }
     if !t.starts_with('<') {
         let start: String = t.chars().take(40).collect();
-        return Kind::Other(format!("neither XML nor JSON (it starts with {start:?}), not a feed"));
+        return Kind::Other(format!(
+            "neither XML nor JSON (it starts with {start:?}), not a feed"
+        ));
     }
     match root_element(t) {
         Some(root) if root.eq_ignore_ascii_case("html") => Kind::Other(
-            "an HTML page, not a feed; the page's <link rel=\"alternate\"> names its feed address".into(),
+            "an HTML page, not a feed; the page's <link rel=\"alternate\"> names its feed address"
+                .into(),
         ),
         _ => Kind::Xml,
     }
@@ -162,19 +168,29 @@ mod tests {
             .flat_map(u16::to_le_bytes)
             .collect();
         assert!(decode(&utf16, None).contains("Straße"));
-        let be: Vec<u8> = "<feed>Ω</feed>".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let be: Vec<u8> = "<feed>Ω</feed>"
+            .encode_utf16()
+            .flat_map(u16::to_be_bytes)
+            .collect();
         assert_eq!(decode(&be, None), "<feed>Ω</feed>");
     }
 
     #[test]
     fn a_declared_encoding_is_used_and_then_rewritten() {
-        let doc = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rss><title>Caf\xe9</title></rss>";
+        let doc =
+            b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rss><title>Caf\xe9</title></rss>";
         let text = decode(doc, None);
-        assert!(text.contains("Café") && text.contains("encoding=\"UTF-8\""), "{text}");
+        assert!(
+            text.contains("Café") && text.contains("encoding=\"UTF-8\""),
+            "{text}"
+        );
         // UTF-8 that claims Latin-1 is still UTF-8.
         let lying = "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?><rss><title>Café</title></rss>";
         assert!(decode(lying.as_bytes(), Some("ISO-8859-1")).contains("Café"));
-        assert_eq!(charset_of(Some("text/xml; charset=\"windows-1252\"")), Some("windows-1252"));
+        assert_eq!(
+            charset_of(Some("text/xml; charset=\"windows-1252\"")),
+            Some("windows-1252")
+        );
     }
 
     #[test]
@@ -184,12 +200,18 @@ mod tests {
         assert!(matches!(kind("<!DOCTYPE html><html>"), Kind::Other(w) if w.contains("HTML page")));
         assert!(matches!(kind("  "), Kind::Other(w) if w.contains("empty")));
         assert!(matches!(kind("Hello"), Kind::Other(w) if w.contains("neither XML nor JSON")));
-        assert_eq!(root_element("<?xml?><!-- c --><catalog>").as_deref(), Some("catalog"));
+        assert_eq!(
+            root_element("<?xml?><!-- c --><catalog>").as_deref(),
+            Some("catalog")
+        );
     }
 
     #[test]
     fn rss_without_a_version_gets_one() {
-        assert_eq!(with_rss_version("<rss><channel/></rss>".into()), "<rss version=\"2.0\"><channel/></rss>");
+        assert_eq!(
+            with_rss_version("<rss><channel/></rss>".into()),
+            "<rss version=\"2.0\"><channel/></rss>"
+        );
         assert_eq!(
             with_rss_version("<rss version=\"0.91\">".into()),
             "<rss version=\"0.91\">"

@@ -693,7 +693,9 @@ impl Store {
                     url: r.get(1)?,
                     in_reply_to: r.get(2)?,
                     in_reply_to_href: r.get(3)?,
-                    reply_to_comment: r.get::<_, Option<i64>>(4)?.and_then(|n| u64::try_from(n).ok()),
+                    reply_to_comment: r
+                        .get::<_, Option<i64>>(4)?
+                        .and_then(|n| u64::try_from(n).ok()),
                     author: r.get(5)?,
                     published_at: None,
                     content_html: r.get(7)?,

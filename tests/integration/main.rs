@@ -13,5 +13,6 @@ mod smtp_faults;
 mod smtp_support;
 mod subscribers;
 mod web;
+mod wild_feeds;
 mod wordpress_live;
 mod wp_support;
