@@ -98,12 +98,11 @@ fn rfc822(s: &str) -> Option<DateTime<Utc>> {
     for t in tokens {
         let lower = t.to_ascii_lowercase();
         if t.contains(':') && time.is_none() {
-            time = NaiveTime::parse_from_str(t, "%H:%M:%S")
-                .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
-                .ok();
-            if time.is_none() {
-                return None;
-            }
+            time = Some(
+                NaiveTime::parse_from_str(t, "%H:%M:%S")
+                    .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
+                    .ok()?,
+            );
         } else if let Some(m) = MONTHS.iter().position(|m| {
             lower.len() >= 3
                 && lower.starts_with(m)

@@ -203,16 +203,96 @@ fn fold_autolinks(text: &str) -> String {
     out
 }
 
-/// Inline elements a title or name may really be written with.
-const INLINE: &[&str] = &[
-    "a", "abbr", "b", "bdi", "bdo", "br", "cite", "code", "del", "dfn", "em", "i", "img", "ins",
-    "kbd", "mark", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time",
-    "u", "var", "wbr",
+/// HTML elements: a balanced use of any of them is markup (a `<script>` in a title is
+/// markup to strip, not words to show).
+const ELEMENTS: &[&str] = &[
+    "a",
+    "abbr",
+    "article",
+    "aside",
+    "b",
+    "bdi",
+    "bdo",
+    "big",
+    "blockquote",
+    "body",
+    "button",
+    "center",
+    "cite",
+    "code",
+    "dd",
+    "del",
+    "dfn",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "figcaption",
+    "figure",
+    "font",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "html",
+    "i",
+    "iframe",
+    "ins",
+    "kbd",
+    "label",
+    "li",
+    "mark",
+    "nav",
+    "noscript",
+    "object",
+    "ol",
+    "option",
+    "p",
+    "pre",
+    "q",
+    "s",
+    "samp",
+    "script",
+    "section",
+    "select",
+    "small",
+    "span",
+    "strike",
+    "strong",
+    "style",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "textarea",
+    "tfoot",
+    "th",
+    "thead",
+    "time",
+    "title",
+    "tr",
+    "tt",
+    "u",
+    "ul",
+    "var",
+];
+/// Elements that never close.
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+    "track", "wbr",
 ];
 
 /// Whether a one-line text that looks like HTML is better read as plain text: a title
-/// such as "Why <strong> is not <b>" mentions tags; parsed as HTML its words vanish.
-/// Real inline markup is balanced and made of inline elements.
+/// such as "Why <strong> is not <b>" mentions tags, and parsed as HTML its words would
+/// vanish. Markup is balanced and made of HTML elements; an unclosed or stray tag, or a
+/// name no HTML element has ("Vec<T>"), means the angle brackets are text.
 pub fn mentions_tags(s: &str) -> bool {
     let mut open: Vec<String> = Vec::new();
     let mut rest = s;
@@ -228,14 +308,14 @@ pub fn mentions_tags(s: &str) -> bool {
         if name.is_empty() {
             continue; // "a < b": not a tag at all
         }
-        if !INLINE.contains(&name.as_str()) {
+        let void = VOID.contains(&name.as_str());
+        if !void && !ELEMENTS.contains(&name.as_str()) {
             return true;
         }
         let Some(end) = rest.find('>') else {
             return true;
         };
-        let self_closing =
-            rest[..end].ends_with('/') || matches!(name.as_str(), "br" | "img" | "wbr");
+        let self_closing = void || rest[..end].ends_with('/');
         if closing {
             if open.pop().as_deref() != Some(name.as_str()) {
                 return true;
@@ -307,5 +387,10 @@ mod tests {
         assert!(!mentions_tags("The <em>Beagle</em> voyage"));
         assert!(!mentions_tags("Line<br/>break, a < b"));
         assert!(!mentions_tags("Plain title"));
+        assert!(
+            !mentions_tags("<script>alert(1)</script>A Fine Title"),
+            "markup, to strip"
+        );
+        assert!(mentions_tags("Vec<T> in Rust"));
     }
 }

@@ -42,15 +42,19 @@ fn sniff(bytes: &[u8], http_charset: Option<&str>) -> (&'static Encoding, usize)
             return (UTF_16BE, 0);
         }
     }
-    let declared = http_charset
-        .map(str::to_owned)
-        .or_else(|| declared_encoding(bytes))
-        .and_then(|label| Encoding::for_label(label.trim().as_bytes()));
     let valid_utf8 = std::str::from_utf8(bytes).is_ok();
+    // The HTTP charset, then the XML declaration; a claim the bytes disprove is passed
+    // over: "UTF-8" for bytes that are not, or Latin-1 for bytes that are valid UTF-8
+    // (real Latin-1 with accented letters almost never is).
+    let believable = |label: Option<String>| -> Option<&'static Encoding> {
+        let enc = Encoding::for_label(label?.trim().as_bytes())?;
+        let disproved = (enc == UTF_8 && !valid_utf8) || (enc == WINDOWS_1252 && valid_utf8);
+        (!disproved).then_some(enc)
+    };
+    let declared = believable(http_charset.map(str::to_owned))
+        .or_else(|| believable(declared_encoding(bytes)));
     match declared {
-        // Servers and templates often claim Latin-1 for what is UTF-8; real Latin-1
-        // with accented letters is almost never valid UTF-8.
-        Some(enc) if enc == WINDOWS_1252 && valid_utf8 => (UTF_8, 0),
+        // A UTF-16 label on bytes without zero bytes is a template's mistake.
         Some(enc) if enc == UTF_16LE || enc == UTF_16BE => (UTF_8, 0),
         Some(enc) => (enc, 0),
         None if valid_utf8 => (UTF_8, 0),
@@ -191,6 +195,13 @@ mod tests {
             charset_of(Some("text/xml; charset=\"windows-1252\"")),
             Some("windows-1252")
         );
+    }
+
+    #[test]
+    fn a_charset_the_bytes_disprove_is_passed_over() {
+        let doc =
+            b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rss><title>Caf\xe9</title></rss>";
+        assert!(decode(doc, Some("utf-8")).contains("Café"));
     }
 
     #[test]

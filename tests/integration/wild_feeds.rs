@@ -10,7 +10,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::common::Site;
 
 fn rfc822(days_ago: i64) -> String {
-    (chrono::Utc::now() - chrono::Duration::days(days_ago))
+    (gazette::time::now() - chrono::Duration::days(days_ago))
         .format("%a, %d %b %Y %H:%M:%S +0000")
         .to_string()
 }
@@ -499,7 +499,7 @@ async fn what_readers_see_has_no_conversion_junk() {
 async fn feeds_ordinary_readers_accept_parse_and_non_feeds_say_what_they_are() {
     let server = MockServer::start().await;
     let base = server.uri();
-    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M").to_string();
+    let now = gazette::time::now().format("%Y-%m-%dT%H:%M").to_string();
     // The JSON Feed WordPress plugin: http:// version URL, numeric ids, 1.0 author.
     let json = format!(
         r#"{{"version":"http://jsonfeed.org/version/1","user_comment":"This feed allows you to read the posts from this site in any feed reader that supports the JSON Feed format.","title":"Plugin Blog","home_page_url":"{base}/","feed_url":"{base}/feed/json/","author":{{"name":"Site Owner"}},"items":[{{"id":"{base}/?p=7","url":"{base}/2026/11/json/","title":"From the plugin","content_html":"<p>Body.</p>","date_published":"{now}"}}]}}"#
@@ -592,7 +592,9 @@ async fn feeds_ordinary_readers_accept_parse_and_non_feeds_say_what_they_are() {
 async fn atom_feed_authors_and_json_feed_1_1_authors_are_used() {
     let server = MockServer::start().await;
     let base = server.uri();
-    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = gazette::time::now()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     // Blogger's Atom: the author on the feed, not on each entry.
     let atom = format!(
         r#"<?xml version='1.0' encoding='UTF-8'?><feed xmlns='http://www.w3.org/2005/Atom'><id>tag:blogger.com,1999:blog-1</id><updated>{now}</updated><title type='text'>Island Blog</title><author><name>Ines Kalb</name></author><entry><id>tag:blogger.com,1999:blog-1.post-9</id><published>{now}</published><updated>{now}</updated><title type='text'>Gulls</title><content type='html'>&lt;p&gt;Gulls.&lt;/p&gt;</content><link rel='alternate' type='text/html' href='{base}/2026/11/gulls.html' title='Gulls'/></entry></feed>"#
