@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
+use crate::deliver::StopSignal;
 use crate::edition::{DigestView, EssayView, ReplyView, ThreadView};
 use crate::pipeline::{self, DigestOutcome, Mode, Progress, SendOptions, SendReport};
 use crate::render::{DigestInfo, EditionInfo, MessageContext, Renderer, SiteInfo, SubscriberInfo};
@@ -25,6 +26,10 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_PARTIAL: u8 = 2;
 /// Exit code: finished, but some messages were deferred or failed.
 pub const EXIT_UNDELIVERED: u8 = 3;
+/// `send` stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
+pub const EXIT_SIGINT: u8 = 130;
+/// `send` stopped by SIGTERM: 128 + 15.
+pub const EXIT_SIGTERM: u8 = 143;
 
 /// Gazette sends e-mail digests of a publication's new essays and reader replies.
 #[derive(Debug, Parser)]
@@ -95,6 +100,23 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: SubscribersCmd,
+    },
+    /// Requeue an edition's failed deliveries, so the next `send` (or `gazette run`)
+    /// tries them again: all of them, or those whose last reply contains --reason, or one
+    /// --address. Addresses that unsubscribed or bounced since are refused.
+    Retry {
+        /// The digest (default: every digest).
+        #[arg(long)]
+        digest: Option<String>,
+        /// The edition number (default: each digest's newest edition).
+        #[arg(long, requires = "digest")]
+        edition: Option<i64>,
+        /// Only failures whose last reply contains this text (e.g. "5.7.1").
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only the delivery to this address.
+        #[arg(long)]
+        address: Option<String>,
     },
     /// List past editions with their delivery counts.
     Editions {
@@ -348,6 +370,64 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             ));
             Ok(EXIT_OK)
         }
+        Command::Retry {
+            digest,
+            edition,
+            reason,
+            address,
+        } => {
+            if !config.state_path.exists() {
+                eprintln!(
+                    "error: {} does not exist yet: there is nothing to retry",
+                    config.state_path.display()
+                );
+                return Ok(EXIT_ERROR);
+            }
+            let mut store = Store::open(&config.state_path)?;
+            let digests: Vec<&str> = match &digest {
+                Some(d) if config.digests.iter().any(|x| &x.name == d) => vec![d.as_str()],
+                Some(d) => {
+                    eprintln!("error: no digest named `{d}` in the config");
+                    return Ok(EXIT_ERROR);
+                }
+                None => config.digests.iter().map(|d| d.name.as_str()).collect(),
+            };
+            let mut total = 0;
+            for d in digests {
+                let ed = match edition {
+                    Some(n) => store.edition_by_number(d, *n)?,
+                    None => store.last_edition(d)?,
+                };
+                let Some(ed) = ed else {
+                    if edition.is_some() {
+                        eprintln!(
+                            "error: digest `{d}` has no edition #{}",
+                            edition.unwrap_or_default()
+                        );
+                        return Ok(EXIT_ERROR);
+                    }
+                    continue;
+                };
+                let (requeued, refused) =
+                    store.requeue_failed(ed.id, reason.as_deref(), address.as_deref())?;
+                total += requeued;
+                let mut line = format!(
+                    "Digest `{d}` edition #{}: {requeued} failed deliveries requeued",
+                    ed.number
+                );
+                if refused > 0 {
+                    line.push_str(&format!(
+                        ", {refused} refused (the address unsubscribed or bounced)"
+                    ));
+                }
+                line.push('.');
+                say(line);
+            }
+            if total > 0 {
+                say("They go out with the next `gazette send` (or `gazette run`).".into());
+            }
+            Ok(EXIT_OK)
+        }
         Command::Editions { limit } => {
             if !config.state_path.exists() {
                 say(format!(
@@ -556,7 +636,16 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
 async fn run_daemon(config: Config) -> anyhow::Result<u8> {
     use tokio::signal::unix::{signal, SignalKind};
     let (handle, controls) = crate::daemon::controls();
-    // The endpoint binds first, so a taken port stops the start instead of a silent
+    // The one-writer lock first: a second daemon is told the database is in use, before
+    // it could fail on the port the first one holds.
+    let held = match crate::daemon::lock(&config.state_path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    // The endpoint binds next, so a taken port stops the start instead of a silent
     // daemon whose unsubscribe links do not work.
     let web = match &config.web {
         Some(_) => match crate::web::bind(&config).await {
@@ -600,7 +689,7 @@ async fn run_daemon(config: Config) -> anyhow::Result<u8> {
             }
         }
     });
-    let result = crate::daemon::run(config, controls).await;
+    let result = crate::daemon::run_locked(config, controls, held).await;
     signals.abort();
     if let Some(web) = web {
         // The stop signal already reached it; let it finish the requests it holds.
@@ -638,16 +727,70 @@ async fn send(
         Mode::Deliver
     };
     let started = std::time::Instant::now();
+    // SIGINT (Ctrl-C) and SIGTERM (a service manager) stop a send the way they stop the
+    // daemon: nothing new is claimed, messages in flight get `daemon.shutdown_grace` to
+    // finish, and what is left stays owed for the next `send`.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal_name = Arc::new(Mutex::new(None::<&'static str>));
+    let watcher = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let grace = config.daemon.shutdown_grace;
+        let name = Arc::clone(&signal_name);
+        tokio::spawn(async move {
+            let got = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            if let Ok(mut n) = name.lock() {
+                *n = Some(got);
+            }
+            eprintln!(
+                "Stopping on {got}: no new messages; those in flight get up to {} to finish, the rest wait for the next `gazette send`.",
+                humantime::format_duration(grace)
+            );
+            let _ = stop_tx.send(true);
+        })
+    };
     let report = pipeline::send(
         config,
         &SendOptions {
             digest: args.digest.clone(),
             resume_only: args.resume,
+            stop: StopSignal::new(stop_rx, config.daemon.shutdown_grace),
             ..SendOptions::new(mode.clone(), Arc::new(Bar::new(quiet)))
         },
     )
-    .await?;
+    .await;
+    watcher.abort();
+    let report = report?;
     print_report(&report, &mode, &say);
+    let stopped_by = signal_name.lock().ok().and_then(|n| *n);
+    if let Some(name) = stopped_by {
+        let owed: usize = report
+            .digests
+            .iter()
+            .map(|d| match d {
+                DigestOutcome::Delivered { tally, .. } => tally.deferred,
+                _ => 0,
+            })
+            .sum();
+        eprintln!(
+            "Stopped on {name}; messages not sent are still owed{}: `gazette send` continues.",
+            if owed > 0 {
+                format!(" ({owed} deferred)")
+            } else {
+                String::new()
+            }
+        );
+        // 128 + the signal's number, as shells report a command a signal stopped.
+        return Ok(if name == "SIGINT" {
+            EXIT_SIGINT
+        } else {
+            EXIT_SIGTERM
+        });
+    }
     let sent: usize = report
         .digests
         .iter()
@@ -732,6 +875,12 @@ fn print_report(report: &SendReport, mode: &Mode, say: &impl Fn(String)) {
                 say(line);
                 for (to, why) in &tally.failed {
                     eprintln!("error: delivery to {to} failed: {why}");
+                }
+                if let Some(why) = &tally.paused {
+                    eprintln!(
+                        "error: digest `{digest}` {label} paused: {why}. Nothing was marked failed; {} messages wait and go out with the next `gazette send` (or `gazette run`) once the transport works again.",
+                        tally.deferred
+                    );
                 }
             }
         }

@@ -63,9 +63,32 @@ pub struct Lock {
     _file: File,
 }
 
-/// Takes the daemon lock for a database: `<db>.lock`, holding the owner's pid.
+/// The database's real path: a symlink or another spelling of the same file must lock
+/// the same lock file.
+fn canonical(db: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(db) {
+        return p;
+    }
+    match (db.parent(), db.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or_else(|_| db.to_owned())
+        }
+        _ => db.to_owned(),
+    }
+}
+
+/// Takes the daemon lock for a database: `<db>.lock` beside its real path (symlinks
+/// resolved), holding the owner's pid.
 pub fn lock(db: &Path) -> Result<Lock, DaemonError> {
-    let mut path = db.as_os_str().to_owned();
+    let db_real = canonical(db);
+    let mut path = db_real.as_os_str().to_owned();
     path.push(".lock");
     let path = PathBuf::from(path);
     let err = |source| DaemonError::Lock {
@@ -196,8 +219,18 @@ fn policy_name(p: CatchUp) -> String {
 
 /// Runs the daemon until `controls.stop` turns true. Unfinished editions are continued
 /// first; a stop lets messages in flight finish within `daemon.shutdown_grace`.
-pub async fn run(mut config: Config, mut controls: Controls) -> Result<(), DaemonError> {
-    let _lock = lock(&config.state_path)?;
+pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> {
+    let held = lock(&config.state_path)?;
+    run_locked(config, controls, held).await
+}
+
+/// [`run`] with the database lock already taken (before the web endpoint binds, so a
+/// second daemon is told the database is in use, not that the port is).
+pub async fn run_locked(
+    mut config: Config,
+    mut controls: Controls,
+    _lock: Lock,
+) -> Result<(), DaemonError> {
     let started = time::now();
     tracing::info!(config = %config.path.display(), digests = config.digests.len(),
         sources = config.sources.len(), "Gazette is running.");

@@ -769,14 +769,19 @@ impl Run<'_> {
         let maker = Arc::new(maker);
         let digest = &maker.digest;
         let delivery = &self.config.delivery;
-        let pacing = Pacing {
+        let mut pacing = Pacing {
             concurrency: delivery.concurrency,
             rate: delivery.rate,
             max_attempts: delivery.max_attempts,
             retry_base: delivery.retry_base,
+            give_up_at: ed.created_at
+                + chrono::Duration::from_std(delivery.retry_for).unwrap_or(chrono::Duration::MAX),
+            pause: delivery.retry_base,
         };
         let started = time::now();
         let mut tally = Tally::default();
+        // Times the transport failed for everyone in this run: each pause is longer.
+        let mut pauses = 0u32;
         loop {
             let owed = deliver::Owed::new(store, ed.id, time::now())?;
             if owed.total() > 0 {
@@ -810,9 +815,28 @@ impl Run<'_> {
                 )
                 .await;
                 progress.finish();
-                tally.add(result?);
+                let this = result?;
+                let paused = this.paused.clone();
+                tally.add(this);
                 if tally.stopped {
                     return Ok(tally);
+                }
+                if let Some(why) = paused {
+                    pauses += 1;
+                    tracing::warn!(digest = %digest.name, edition = ed.number, reason = %why,
+                        retry_in_s = pacing.pause.as_secs(), "Delivery paused: the transport fails for every message; nothing was failed, the rows wait.");
+                    // A probe interval that grows, as an MTA's queue runs do, up to ten
+                    // minutes.
+                    pacing.pause = (delivery.retry_base * 2u32.saturating_pow(pauses.min(10)))
+                        .min(std::time::Duration::from_secs(600));
+                    // A local outbox that cannot be written will not heal within a run.
+                    if matches!(self.transport, Transport::Outbox(_) | Transport::Preview(_)) {
+                        break;
+                    }
+                } else {
+                    tally.paused = None;
+                    pauses = 0;
+                    pacing.pause = delivery.retry_base;
                 }
             }
             if !self.opts.wait_for_retries {

@@ -120,8 +120,11 @@ pub struct Delivery {
     pub concurrency: usize,
     /// Most messages per period, if limited.
     pub rate: Option<Rate>,
-    /// Attempts before a deferred message is failed for good.
-    pub max_attempts: u32,
+    /// Attempts before a deferred message is failed for good, if limited (by default
+    /// only age gives up: `retry_for`).
+    pub max_attempts: Option<u32>,
+    /// How long a message is retried after its edition was made before it is failed.
+    pub retry_for: std::time::Duration,
     /// Delay before the first retry; doubled for each later one, with jitter.
     pub retry_base: std::time::Duration,
     /// How long one `send` waits for deferred messages to come due before leaving them
@@ -576,6 +579,7 @@ impl<'t> Validator<'t> {
                 "max_attempts",
                 "retry_base",
                 "retry_within_run",
+                "retry_for",
                 "smtp",
                 "dkim",
             ],
@@ -1048,14 +1052,23 @@ impl<'t> Validator<'t> {
             "retry_within_run",
             std::time::Duration::from_secs(120),
         );
+        // Give up by age, as MTAs do (Postfix: maximal_queue_lifetime = 5d).
+        let retry_for = take(
+            duration(
+                &raw.retry_for,
+                std::time::Duration::from_secs(3 * 24 * 3600),
+            ),
+            "retry_for",
+            std::time::Duration::from_secs(3 * 24 * 3600),
+        );
         let concurrency = self
             .count(&raw.concurrency, "delivery.concurrency", 1)
             .map(|n| usize::try_from(n.min(256)).unwrap_or(256))
             .unwrap_or(4);
         let max_attempts = self
             .count(&raw.max_attempts, "delivery.max_attempts", 1)
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-            .unwrap_or(5);
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+
         let rate = raw.rate.as_ref().and_then(|r| match parse_rate(r.get_ref()) {
             Some(rate) => Some(rate),
             None => {
@@ -1072,6 +1085,7 @@ impl<'t> Validator<'t> {
             concurrency,
             rate,
             max_attempts,
+            retry_for,
             retry_base,
             retry_within_run,
             dkim,

@@ -84,8 +84,10 @@ pub(crate) struct RawDelivery {
     pub(crate) concurrency: Option<Spanned<i64>>,
     /// "50/s", "600/min"; default unlimited.
     pub(crate) rate: Option<S>,
-    /// Attempts before a deferred message is failed; default 5.
+    /// Attempts before a deferred message is failed; default unlimited (see retry_for).
     pub(crate) max_attempts: Option<Spanned<i64>>,
+    /// How long a message is retried before it is failed; default "3d".
+    pub(crate) retry_for: Option<S>,
     /// First retry delay, doubled per attempt; default "30s".
     pub(crate) retry_base: Option<S>,
     /// Longest a `send` waits in-run for deferred messages to come due; default "2m".

@@ -2,10 +2,18 @@
 //! ledger. It never decides who gets what: it is given the owed rows and a way to build
 //! each one's message.
 //!
-//! The crash-safety rule: a row is durably claimed (`sending`, attempts + 1) before its
-//! message reaches the transport, and its outcome is committed together with the claim
-//! that reuses its slot. So at most `concurrency` rows are ever `sending`, and after a
-//! crash only those can go out twice — with the same Message-ID.
+//! The crash-safety rule: a row is durably claimed (`sending`) before its message
+//! reaches the transport, and its outcome is committed together with the claim that
+//! reuses its slot. So at most `concurrency` rows are ever `sending`, and after a crash
+//! only those can go out twice — with the same Message-ID. Attempts count finished
+//! tries, so a crash never uses one up.
+//!
+//! A failure of the transport itself (a relay that cannot be reached, answers 421 or
+//! stalls, a full outbox disk), or the same refusal for every recipient (a relay-wide
+//! `554 5.7.1 relay access denied`), is not the message's fault: the run stops claiming,
+//! the rows go back to deferred without spending an attempt, and the edition waits
+//! (a circuit breaker; the caller probes again later). Only a recipient-specific answer
+//! can fail a message, and a transient one only once it is older than `retry_for`.
 
 mod message;
 mod smtp;
@@ -36,10 +44,14 @@ pub struct Pacing {
     pub concurrency: usize,
     /// Most messages per period.
     pub rate: Option<Rate>,
-    /// Attempts before a transient failure becomes final.
-    pub max_attempts: u32,
+    /// Attempts before a transient failure becomes final, if limited.
+    pub max_attempts: Option<u32>,
     /// First retry delay, doubled per attempt, with jitter.
     pub retry_base: Duration,
+    /// A transient failure after this time is final (the edition's age past `retry_for`).
+    pub give_up_at: DateTime<Utc>,
+    /// How long rows wait after the transport failed for everyone.
+    pub pause: Duration,
 }
 
 /// Counts of what one delivery run did.
@@ -57,6 +69,10 @@ pub struct Tally {
     pub suppressed: usize,
     /// The run was asked to stop before every row was claimed.
     pub stopped: bool,
+    /// The transport failed for everyone: why. Rows were requeued, not failed.
+    pub paused: Option<String>,
+    /// Rows requeued because the transport failed for everyone.
+    pub requeued: usize,
 }
 
 impl Tally {
@@ -68,6 +84,10 @@ impl Tally {
         self.bounced += other.bounced;
         self.suppressed += other.suppressed;
         self.stopped |= other.stopped;
+        self.requeued += other.requeued;
+        if other.paused.is_some() {
+            self.paused = other.paused;
+        }
     }
 }
 
@@ -309,6 +329,8 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
     let concurrency = pacing.concurrency.max(1);
     let mut tally = Tally::default();
     let mut settle: Vec<Outcome> = Vec::new();
+    let mut suspects: Suspects = Vec::new();
+    let mut stop_rx = stop.receiver();
     let mut in_flight: JoinSet<(PendingDelivery, Result<String, SendError>)> = JoinSet::new();
     let mut queue = RenderAhead::new(store, owed, build, concurrency)?;
     let mut done = 0usize;
@@ -316,6 +338,24 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
         // Fill free slots: take rendered messages, pace, then claim the whole batch in
         // one commit that also settles whatever finished since the last one.
         let mut batch: Vec<(PendingDelivery, Outgoing)> = Vec::new();
+        if let Some(why) = tally.paused.clone() {
+            // The breaker is open: claim nothing more; what is in flight settles (a
+            // message the relay did accept is sent), the rest goes back to deferred.
+            tracing::warn!(reason = %why, in_flight = in_flight.len(), "The transport fails for every message; pausing this edition.");
+            drain(
+                &mut in_flight,
+                &mut settle,
+                &mut tally,
+                &mut suspects,
+                pacing,
+            )
+            .await;
+            requeue_suspects(&mut suspects, &mut settle, &mut tally, pacing);
+            store.step_and_sync(&settle, claimant())?;
+            done += settle.len();
+            progress(done);
+            return Ok(tally);
+        }
         if stop.is_set() {
             tracing::info!(
                 in_flight = in_flight.len(),
@@ -323,7 +363,13 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
             );
             if tokio::time::timeout(
                 stop.grace,
-                drain(&mut in_flight, &mut settle, &mut tally, pacing),
+                drain(
+                    &mut in_flight,
+                    &mut settle,
+                    &mut tally,
+                    &mut suspects,
+                    pacing,
+                ),
             )
             .await
             .is_err()
@@ -335,6 +381,7 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
                     "Grace period over; messages still in flight will be retried by the next run."
                 );
             }
+            fail_suspects(&mut suspects, &mut settle, &mut tally);
             store.step_and_sync(&settle, claimant())?;
             done += settle.len();
             progress(done);
@@ -356,7 +403,11 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
                 }
                 Ok((row, Some(Ok(msg)))) => {
                     if let Some(l) = &limiter {
-                        l.until_ready().await;
+                        // A stop is answered at once, not after the next slot.
+                        tokio::select! {
+                            _ = l.until_ready() => {}
+                            _ = stop_rx.changed() => {}
+                        }
                     }
                     batch.push((row, msg));
                     if limiter.is_some() {
@@ -371,7 +422,15 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
             };
             // Nothing of this batch was claimed: finish what is in flight, record it,
             // and stop before anything else is sent.
-            drain(&mut in_flight, &mut settle, &mut tally, pacing).await;
+            drain(
+                &mut in_flight,
+                &mut settle,
+                &mut tally,
+                &mut suspects,
+                pacing,
+            )
+            .await;
+            fail_suspects(&mut suspects, &mut settle, &mut tally);
             store.step_and_sync(&settle, claimant())?;
             return Err(failure);
         }
@@ -410,14 +469,22 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
         // otherwise collect what has finished and go on claiming (a paced run waits in
         // the rate limiter instead).
         if in_flight.len() >= concurrency || queue.is_empty() {
-            if let Some(joined) = in_flight.join_next().await {
-                record(joined, &mut settle, &mut tally, pacing);
+            // A stop is answered at once: the grace period starts at the signal, not
+            // at the next completion.
+            tokio::select! {
+                joined = in_flight.join_next() => {
+                    if let Some(joined) = joined {
+                        record(joined, &mut settle, &mut tally, &mut suspects, pacing);
+                    }
+                }
+                _ = stop_rx.changed() => {}
             }
         }
         while let Some(joined) = in_flight.try_join_next() {
-            record(joined, &mut settle, &mut tally, pacing);
+            record(joined, &mut settle, &mut tally, &mut suspects, pacing);
         }
     }
+    fail_suspects(&mut suspects, &mut settle, &mut tally);
     store.step_and_sync(&settle, claimant())?;
     done += settle.len();
     progress(done);
@@ -428,10 +495,51 @@ async fn drain(
     in_flight: &mut JoinSet<(PendingDelivery, Result<String, SendError>)>,
     settle: &mut Vec<Outcome>,
     tally: &mut Tally,
+    suspects: &mut Suspects,
     pacing: &Pacing,
 ) {
     while let Some(joined) = in_flight.join_next().await {
-        record(joined, settle, tally, pacing);
+        record(joined, settle, tally, suspects, pacing);
+    }
+}
+
+/// Permanent refusals held back while no message of the run has been accepted: if
+/// several recipients are refused with the same words, it is the relay refusing (a
+/// relay-wide `554 5.7.1`), not the recipients.
+type Suspects = Vec<(PendingDelivery, String)>;
+
+/// How many recipients refused alike make a relay-wide refusal.
+const ALIKE: usize = 3;
+
+/// A reply with the recipient's own address taken out, to compare refusals.
+fn alike(reply: &str, email: &str) -> String {
+    reply.replace(email, "<recipient>")
+}
+
+fn fail_suspects(suspects: &mut Suspects, settle: &mut Vec<Outcome>, tally: &mut Tally) {
+    for (row, reply) in suspects.drain(..) {
+        tracing::error!(to = %row.subscriber.email, error = %reply, "Delivery failed.");
+        tally
+            .failed
+            .push((row.subscriber.email.clone(), reply.clone()));
+        settle.push(Outcome::Failed { id: row.id, reply });
+    }
+}
+
+fn requeue_suspects(
+    suspects: &mut Suspects,
+    settle: &mut Vec<Outcome>,
+    tally: &mut Tally,
+    pacing: &Pacing,
+) {
+    let next_at = crate::time::now() + chrono::Duration::from_std(pacing.pause).unwrap_or_default();
+    for (row, reply) in suspects.drain(..) {
+        tally.requeued += 1;
+        settle.push(Outcome::Requeued {
+            id: row.id,
+            reply,
+            next_at,
+        });
     }
 }
 
@@ -439,6 +547,7 @@ fn record(
     joined: Result<(PendingDelivery, Result<String, SendError>), tokio::task::JoinError>,
     settle: &mut Vec<Outcome>,
     tally: &mut Tally,
+    suspects: &mut Suspects,
     pacing: &Pacing,
 ) {
     let Ok((row, result)) = joined else {
@@ -450,11 +559,48 @@ fn record(
     let now: DateTime<Utc> = crate::time::now();
     let attempt = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
     let email = row.subscriber.email.clone();
-    settle.push(match result {
+    let outcome = match result {
         Ok(reply) => {
             tally.sent += 1;
             tracing::debug!(to = %email, reply = %reply, "Delivered.");
-            Outcome::Sent { id: row.id, at: now, reply }
+            // The relay accepts mail: refusals held back were about their recipients.
+            fail_suspects(suspects, settle, tally);
+            Outcome::Sent {
+                id: row.id,
+                at: now,
+                reply,
+            }
+        }
+        Err(e) if e.is_relay_level() => {
+            tally.requeued += 1;
+            tally.paused.get_or_insert_with(|| e.to_string());
+            Outcome::Requeued {
+                id: row.id,
+                reply: e.to_string(),
+                next_at: now + chrono::Duration::from_std(pacing.pause).unwrap_or_default(),
+            }
+        }
+        Err(e) if !e.is_transient() && !e.is_bounce() && tally.sent == 0 => {
+            let reply = e.to_string();
+            suspects.push((row, reply.clone()));
+            let first = alike(&suspects[0].1, &suspects[0].0.subscriber.email);
+            if suspects.len() >= ALIKE
+                && suspects
+                    .iter()
+                    .all(|(r, why)| alike(why, &r.subscriber.email) == first)
+            {
+                tally.paused.get_or_insert_with(|| {
+                    format!("the relay refuses every message alike: {reply}")
+                });
+                requeue_suspects(suspects, settle, tally, pacing);
+            } else if suspects
+                .iter()
+                .any(|(r, why)| alike(why, &r.subscriber.email) != first)
+            {
+                // Refusals that differ are the recipients' own.
+                fail_suspects(suspects, settle, tally);
+            }
+            return;
         }
         Err(e) if e.is_bounce() => {
             tally.failed.push((email.clone(), e.to_string()));
@@ -467,7 +613,11 @@ fn record(
                 at: now,
             }
         }
-        Err(e) if e.is_transient() && attempt < pacing.max_attempts => {
+        Err(e)
+            if e.is_transient()
+                && now < pacing.give_up_at
+                && pacing.max_attempts.is_none_or(|m| attempt < m) =>
+        {
             let wait = backoff(pacing.retry_base, attempt);
             tally.deferred += 1;
             tracing::warn!(to = %email, attempt, retry_in_ms = wait.as_millis() as u64, error = %e, "Deferred.");
@@ -485,7 +635,8 @@ fn record(
                 reply: e.to_string(),
             }
         }
-    });
+    };
+    settle.push(outcome);
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ pub enum SendError {
         transient: bool,
         /// A 5.1.x "bad destination mailbox" reply: the address does not exist.
         bounce: bool,
+        /// The relay itself failed (no connection, TLS, 421, a stall), whoever the
+        /// recipient: the edition pauses instead of spending this message's attempts.
+        relay: bool,
     },
     /// The SMTP transport could not be set up.
     #[error("cannot set up SMTP to {host}: {reason}")]
@@ -68,6 +71,16 @@ impl SendError {
     pub fn is_bounce(&self) -> bool {
         matches!(self, SendError::Smtp { bounce: true, .. })
     }
+
+    /// The failure is the transport's, not this message's: a relay that cannot be
+    /// reached, fails TLS, answers 421 or stalls, or an outbox that cannot be written
+    /// (a full disk). Every other message would fail the same way now.
+    pub fn is_relay_level(&self) -> bool {
+        match self {
+            SendError::Write { .. } | SendError::Setup { .. } => true,
+            SendError::Smtp { relay, .. } => *relay,
+        }
+    }
 }
 
 /// Classifies a lettre SMTP error the way RFC 5321 does: 5xx is permanent, everything
@@ -77,10 +90,19 @@ fn classify(e: &lettre::transport::smtp::Error) -> SendError {
     let permanent = e.is_permanent() || e.is_client();
     // Enhanced status 5.1.x (RFC 3463): bad destination mailbox address.
     let bounce = e.is_permanent() && is_bad_mailbox(&reason);
+    // No session at all (lettre's connection errors: refused, unreachable, greeting
+    // lost), TLS failing, or 421 "service not available": the relay's trouble.
+    let no_session = !e.is_response()
+        && !e.is_transient()
+        && !e.is_permanent()
+        && !e.is_client()
+        && reason.starts_with("Connection error");
+    let relay = no_session || e.is_tls() || e.status().is_some_and(|c| c.to_string() == "421");
     SendError::Smtp {
         reason,
         transient: !permanent,
         bounce,
+        relay,
     }
 }
 
@@ -129,6 +151,8 @@ impl Transport {
                     ),
                     transient: true,
                     bounce: false,
+                    // A relay that stops answering would cost one timeout per message.
+                    relay: true,
                 })?
                 .map_err(|e| classify(&e))
             }
@@ -156,29 +180,58 @@ impl Transport {
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a message
 /// where a reader (or a relay picking up the outbox) would take it for a whole one.
+/// Plain blocking writes on the blocking pool: each one reports its own error (tokio's
+/// buffered file reported a failed write only on a later call, and a full disk went
+/// unseen), then the file and the folder are synced.
 async fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), SendError> {
-    let err = |source: std::io::Error| SendError::Write {
-        path: path.to_owned(),
-        reason: source.to_string(),
-        transient: !matches!(
-            source.kind(),
-            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput
-        ),
-    };
-    tokio::fs::create_dir_all(dir).await.map_err(err)?;
+    let (dir, path, bytes) = (dir.to_owned(), path.to_owned(), bytes.to_owned());
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || write_blocking(&dir, &path, &bytes))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+        .map_err(|source| SendError::Write {
+            reason: io_reason(&source),
+            path: target,
+            transient: !matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput
+            ),
+        })
+}
+
+fn write_blocking(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
-    let file = async {
-        use tokio::io::AsyncWriteExt;
-        let mut f = tokio::fs::File::create(&tmp).await?;
-        f.write_all(bytes).await?;
-        f.sync_all().await?;
-        tokio::fs::rename(&tmp, path).await
-    };
-    file.await.map_err(err)
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.flush()?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename is durable once the folder is.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        // Never leave a cut temporary file behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The plain cause of an I/O error, as an operator would say it.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => "the disk is full (no space left on device)".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::ReadOnlyFilesystem => "the file system is read-only".into(),
+        std::io::ErrorKind::FileTooLarge => "the file is larger than the system allows".into(),
+        _ => e.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,12 @@ pub enum StoreError {
         /// Newest version this build knows.
         known: i64,
     },
+    /// The file exists but is empty: not a database (a failed copy, a full disk).
+    #[error("database {path} is an empty file (0 bytes), not a Gazette database: it may have been cut by a failed copy or a full disk. Restore it from a backup, or delete it to start a new database (its subscribers, editions and ledger would be gone)")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
     /// A query failed.
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
@@ -192,6 +198,16 @@ pub enum Outcome {
         /// When to retry.
         next_at: DateTime<Utc>,
     },
+    /// The transport failed for everyone (relay down, disk full): back to deferred
+    /// without spending an attempt; the edition waits for the relay.
+    Requeued {
+        /// Delivery row.
+        id: i64,
+        /// What the transport said.
+        reply: String,
+        /// When to try again.
+        next_at: DateTime<Utc>,
+    },
     /// A permanent failure, or transient ones past the attempt limit.
     Failed {
         /// Delivery row.
@@ -304,6 +320,28 @@ pub struct SourceMemory {
     pub unplaced: Vec<crate::source::Unplaced>,
 }
 
+/// An existing 0-byte database is refused rather than silently made new (that would
+/// forget the ledger and every imported subscriber). A file another process is just
+/// creating is 0 bytes for a moment, with its `-wal` beside it or soon grown: waited for.
+fn refuse_empty(path: &Path) -> Result<()> {
+    for _ in 0..20 {
+        match std::fs::metadata(path) {
+            Ok(m) if m.len() == 0 => {
+                let mut wal = path.as_os_str().to_owned();
+                wal.push("-wal");
+                if Path::new(&wal).exists() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => return Ok(()),
+        }
+    }
+    Err(StoreError::Empty {
+        path: path.to_owned(),
+    })
+}
+
 /// Formats a time the way the store keeps it.
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -345,6 +383,7 @@ impl Store {
             path: path.to_owned(),
             source,
         };
+        refuse_empty(path)?;
         let conn = Connection::open(path).map_err(wrap)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
         // Switching a new file to WAL takes an exclusive lock that the busy timeout does
@@ -990,6 +1029,19 @@ impl Store {
         row.map(edition_from_raw).transpose()
     }
 
+    /// Edition number `number` of a digest.
+    pub fn edition_by_number(&self, digest: &str, number: i64) -> Result<Option<EditionRow>> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("{EDITION_SELECT} WHERE digest = ?1 AND number = ?2"),
+                params![digest, number],
+                edition_raw,
+            )
+            .optional()?;
+        row.map(edition_from_raw).transpose()
+    }
+
     /// The newest edition of a digest for one audience ("" for everyone): where that
     /// audience's next window starts.
     pub fn last_edition_for(&self, digest: &str, audience: &str) -> Result<Option<EditionRow>> {
@@ -1419,10 +1471,20 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut sent = tx.prepare_cached(
-                "UPDATE delivery SET status = 'sent', sent_at = ?2, last_reply = ?3, next_attempt_at = NULL, claimed_by = NULL WHERE id = ?1",
+                "UPDATE delivery SET status = 'sent', sent_at = ?2, last_reply = ?3, next_attempt_at = NULL, claimed_by = NULL,
+                   attempts = attempts + 1 WHERE id = ?1",
             )?;
+            // Attempts count finished tries: a claim spends none, so a crash (a row left
+            // in flight) or a relay outage never uses one up.
             let mut unsent = tx.prepare_cached(
-                "UPDATE delivery SET status = ?2, last_reply = ?3, next_attempt_at = ?4, claimed_by = NULL WHERE id = ?1",
+                "UPDATE delivery SET status = ?2, last_reply = ?3, next_attempt_at = ?4, claimed_by = NULL,
+                   attempts = attempts + 1 WHERE id = ?1",
+            )?;
+            let mut requeue = tx.prepare_cached(
+                "UPDATE delivery SET status = 'deferred', last_reply = ?2, next_attempt_at = ?3, claimed_by = NULL WHERE id = ?1",
+            )?;
+            let mut aside = tx.prepare_cached(
+                "UPDATE delivery SET status = 'suppressed', last_reply = ?2, next_attempt_at = NULL, claimed_by = NULL WHERE id = ?1",
             )?;
             let mut bounce = tx.prepare_cached(
                 "UPDATE subscriber SET status = 'bounced', changed_at = ?2 WHERE id = ?1 AND status = 'active'",
@@ -1434,6 +1496,9 @@ impl Store {
                     }
                     Outcome::Deferred { id, reply, next_at } => {
                         unsent.execute(params![id, "deferred", reply, ts(*next_at)])?;
+                    }
+                    Outcome::Requeued { id, reply, next_at } => {
+                        requeue.execute(params![id, reply, ts(*next_at)])?;
                     }
                     Outcome::Failed { id, reply } => {
                         unsent.execute(params![id, "failed", reply, Option::<String>::None])?;
@@ -1448,12 +1513,7 @@ impl Store {
                         bounce.execute(params![subscriber_id, ts(*at)])?;
                     }
                     Outcome::Suppressed { id, reason } => {
-                        unsent.execute(params![
-                            id,
-                            "suppressed",
-                            reason,
-                            Option::<String>::None
-                        ])?;
+                        aside.execute(params![id, reason])?;
                     }
                 }
             }
@@ -1463,7 +1523,7 @@ impl Store {
             // A pending or deferred row, or one still held by the dead claim we saw: never a
             // row another live process has claimed since we listed it.
             let mut claim = tx.prepare_cached(
-                "UPDATE delivery SET status = 'sending', attempts = attempts + 1, message_id = ?2, claimed_by = ?3
+                "UPDATE delivery SET status = 'sending', message_id = ?2, claimed_by = ?3
                  WHERE id = ?1 AND (status IN ('pending', 'deferred')
                     OR (status = 'sending' AND ?4 IS NOT NULL AND COALESCE(claimed_by, '') = ?4))",
             )?;
@@ -1475,6 +1535,46 @@ impl Store {
         }
         tx.commit()?;
         Ok(claimed)
+    }
+
+    /// Requeues an edition's failed deliveries (those whose last reply contains `reason`,
+    /// or the one to `address`) as pending with no attempts, and reopens the edition.
+    /// Rows of subscribers who are no longer active are left failed and counted.
+    /// Returns (requeued, refused).
+    pub fn requeue_failed(
+        &mut self,
+        edition_id: i64,
+        reason: Option<&str>,
+        address: Option<&str>,
+    ) -> Result<(usize, usize)> {
+        let tx = self.conn.transaction()?;
+        let filter = "d.edition_id = ?1 AND d.status = 'failed'
+             AND (?2 IS NULL OR instr(COALESCE(d.last_reply, ''), ?2) > 0)
+             AND (?3 IS NULL OR s.email = ?3 COLLATE NOCASE)";
+        let refused: i64 = tx.query_row(
+            &format!(
+                "SELECT COUNT(*) FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id
+                 WHERE {filter} AND s.status <> 'active'"
+            ),
+            params![edition_id, reason, address],
+            |r| r.get(0),
+        )?;
+        let requeued = tx.execute(
+            &format!(
+                "UPDATE delivery SET status = 'pending', attempts = 0, next_attempt_at = NULL, claimed_by = NULL
+                 WHERE id IN (SELECT d.id FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id
+                              WHERE {filter} AND s.status = 'active')"
+            ),
+            params![edition_id, reason, address],
+        )?;
+        if requeued > 0 {
+            tx.execute(
+                "UPDATE edition SET finished_at = NULL WHERE id = ?1",
+                [edition_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok((requeued, usize::try_from(refused).unwrap_or(0)))
     }
 
     /// Marks an edition finished once no delivery is left pending, in flight or deferred.
