@@ -50,12 +50,22 @@ impl CaptureServer {
     }
 
     pub fn start_with(starttls: bool, auth: Option<&str>) -> CaptureServer {
+        Self::start_full(starttls, auth, &[])
+    }
+
+    /// With more of capture_server.py's options (`--port`, `--reject-rcpt`, `--delay`…).
+    pub fn start_args(extra: &[&str]) -> CaptureServer {
+        Self::start_full(false, None, extra)
+    }
+
+    fn start_full(starttls: bool, auth: Option<&str>, extra: &[&str]) -> CaptureServer {
         let dir = tempfile::tempdir().unwrap();
         let ca = starttls.then(|| dir.path().join("ca.pem"));
         let mut cmd = Command::new(python());
         cmd.arg(script("capture_server.py"))
             .arg("--dir")
-            .arg(dir.path().join("mail"));
+            .arg(dir.path().join("mail"))
+            .args(extra);
         if let Some(ca) = &ca {
             cmd.arg("--starttls").arg(ca);
         }

@@ -5,8 +5,13 @@ envelope beside it in NNNNNN.json. Prints "READY <port>" once listening and runs
 its standard input closes (so it dies with the test that started it).
 
 Options: --starttls CA_OUT  require STARTTLS with a certificate for 127.0.0.1 signed by a
-fresh test CA, whose PEM is written to CA_OUT; --auth USER:PASSWORD  require AUTH.
+fresh test CA, whose PEM is written to CA_OUT; --auth USER:PASSWORD  require AUTH;
+--port N  listen on N (a relay coming back where it was); --reject-rcpt "CODE TEXT"
+answer RCPT TO with that reply (e.g. a relay-wide "554 5.7.1 Relay access denied"),
+--reject-only SUBSTR  only for recipients containing SUBSTR; --delay SECONDS  wait before
+answering the final dot (a slow relay).
 """
+import asyncio
 import argparse
 import json
 import os
@@ -19,12 +24,23 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Capture:
-    def __init__(self, outdir):
+    def __init__(self, outdir, reject=None, reject_only=None, delay=0.0):
         self.outdir = outdir
         self.count = 0
         self.lock = threading.Lock()
+        self.reject = reject
+        self.reject_only = reject_only
+        self.delay = delay
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.reject and (self.reject_only is None or self.reject_only in address):
+            return self.reject
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             self.count += 1
             n = self.count
@@ -54,6 +70,10 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--starttls", metavar="CA_OUT")
     p.add_argument("--auth", metavar="USER:PASSWORD")
+    p.add_argument("--port", type=int)
+    p.add_argument("--reject-rcpt")
+    p.add_argument("--reject-only")
+    p.add_argument("--delay", type=float, default=0.0)
     args = p.parse_args()
     os.makedirs(args.dir, exist_ok=True)
 
@@ -84,9 +104,10 @@ def main():
             auth_require_tls=bool(args.starttls),
         )
 
-    port = free_port()
+    port = args.port or free_port()
+    handler = Capture(args.dir, args.reject_rcpt, args.reject_only, args.delay)
     controller = Controller(
-        Capture(args.dir), hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024, **kwargs
+        handler, hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024, **kwargs
     )
     controller.start()
     print(f"READY {port}", flush=True)
