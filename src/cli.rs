@@ -873,9 +873,7 @@ fn print_report(report: &SendReport, mode: &Mode, say: &impl Fn(String)) {
                 }
                 line.push('.');
                 say(line);
-                for (to, why) in &tally.failed {
-                    eprintln!("error: delivery to {to} failed: {why}");
-                }
+                print_failures(&tally.failed);
                 if let Some(why) = &tally.paused {
                     eprintln!(
                         "error: digest `{digest}` {label} paused: {why}. Nothing was marked failed; {} messages wait and go out with the next `gazette send` (or `gazette run`) once the transport works again.",
@@ -1078,6 +1076,30 @@ impl Progress for Bar {
         };
         if let Some(bar) = st.bar.take() {
             bar.finish_and_clear();
+        }
+    }
+}
+
+/// The first few failed deliveries one by one, the rest counted by reason: 500
+/// failures are a handful of lines, not 500.
+fn print_failures(failed: &[(String, String)]) {
+    const ONE_BY_ONE: usize = 5;
+    for (to, why) in failed.iter().take(ONE_BY_ONE) {
+        eprintln!("error: delivery to {to} failed: {why}");
+    }
+    if failed.len() > ONE_BY_ONE {
+        let mut by_reason: std::collections::BTreeMap<String, usize> = Default::default();
+        for (to, why) in &failed[ONE_BY_ONE..] {
+            *by_reason
+                .entry(why.replace(to.as_str(), "<address>"))
+                .or_default() += 1;
+        }
+        eprintln!(
+            "error: {} more deliveries failed (`gazette editions` and the ledger list them):",
+            failed.len() - ONE_BY_ONE
+        );
+        for (why, n) in by_reason {
+            eprintln!("  {n} × {why}");
         }
     }
 }

@@ -260,15 +260,23 @@ pub async fn run_locked(
                 wake = wake.min(next);
             }
         }
-        match daemon.store.next_deferred_due()? {
-            // Retried once per pass; a row that stays due (its digest was removed from the
-            // config) is looked at again on the next pass, not in a busy loop.
-            Some(t) if t <= time::now() && !daemon.stop.is_set() => {
-                tracing::info!("Retrying deferred deliveries that are due.");
-                daemon.send(&config, None, None, None, true).await?;
+        // Deferred rows are retried when they come due, and the next wake-up is the next
+        // row's due time (not the next minute). Rows that came due while a retry pass ran
+        // get the next pass at once; a row that stays due (its digest was removed from
+        // the config) is looked at again after a short nap, never in a busy loop.
+        let mut passes = 0;
+        while let Some(t) = daemon.store.next_deferred_due()? {
+            if t > time::now() || daemon.stop.is_set() || passes >= 3 {
+                wake = wake.min(if passes >= 3 {
+                    t.max(time::now() + chrono::Duration::milliseconds(200))
+                } else {
+                    t
+                });
+                break;
             }
-            Some(t) => wake = wake.min(t),
-            None => {}
+            tracing::info!("Retrying deferred deliveries that are due.");
+            daemon.send(&config, None, None, None, true).await?;
+            passes += 1;
         }
         if let Some(t) = plan.next() {
             wake = wake.min(t);

@@ -516,9 +516,19 @@ fn alike(reply: &str, email: &str) -> String {
     reply.replace(email, "<recipient>")
 }
 
+/// Logs a failed delivery: the first few of a run at error level, the rest at debug
+/// (the run's summary counts them by reason).
+fn log_failure(tally: &Tally, to: &str, reason: &str) {
+    if tally.failed.len() < 5 {
+        tracing::error!(to = %to, error = %reason, "Delivery failed.");
+    } else {
+        tracing::debug!(to = %to, error = %reason, "Delivery failed.");
+    }
+}
+
 fn fail_suspects(suspects: &mut Suspects, settle: &mut Vec<Outcome>, tally: &mut Tally) {
     for (row, reply) in suspects.drain(..) {
-        tracing::error!(to = %row.subscriber.email, error = %reply, "Delivery failed.");
+        log_failure(tally, &row.subscriber.email, &reply);
         tally
             .failed
             .push((row.subscriber.email.clone(), reply.clone()));
@@ -628,8 +638,8 @@ fn record(
             }
         }
         Err(e) => {
+            log_failure(tally, &email, &e.to_string());
             tally.failed.push((email.clone(), e.to_string()));
-            tracing::error!(to = %email, attempt, error = %e, "Delivery failed.");
             Outcome::Failed {
                 id: row.id,
                 reply: e.to_string(),

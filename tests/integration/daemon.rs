@@ -535,3 +535,88 @@ fn status_lists_each_reader_zone_of_a_local_time_digest_with_its_next_morning() 
         "{text}"
     );
 }
+
+#[test]
+fn deferred_rows_are_retried_when_they_come_due_not_a_minute_later() {
+    const N: usize = 100;
+    // A greylisting relay: every recipient's first try gets 451, the second is taken.
+    let server = CaptureServer::start_args(&[
+        "--reject-rcpt",
+        "451 4.7.1 Greylisted, please try again later",
+        "--reject-first",
+    ]);
+    let site = smtp_site(&server, "", "concurrency = 8", N);
+    site.edit(
+        "config.toml",
+        "retry_base = \"100ms\"",
+        "retry_base = \"1s\"",
+    );
+    site.edit(
+        "config.toml",
+        "schedule = \"0 8 * * 1\"",
+        "schedule = \"* * * * * *\"",
+    );
+    let started = Instant::now();
+    let mut daemon = Daemon::start(&site, "daemon");
+    daemon.wait_for("every retry", |_| server.count() >= N);
+    let took = started.elapsed();
+    let (code, log) = daemon.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM delivery WHERE status = 'sent' AND attempts = 2"),
+        N as i64,
+        "each deferred once, then sent"
+    );
+    // Not a speed assertion: retries due about a second after the first try must not
+    // wait for the daemon's one-minute nap (they did before).
+    assert!(took < Duration::from_secs(30), "{took:?}\n{log}");
+}
+
+#[test]
+fn sigterm_with_a_short_grace_does_not_wait_for_a_slow_relay() {
+    // The relay takes 12 s to answer each final dot.
+    let server = CaptureServer::start_args(&["--delay", "12"]);
+    let site = smtp_site(&server, "", "concurrency = 2", 6);
+    site.edit(
+        "config.toml",
+        "[delivery]",
+        "[daemon]\nshutdown_grace = \"1s\"\n\n[delivery]",
+    );
+    site.edit("config.toml", "timeout = \"5s\"", "timeout = \"60s\"");
+    site.edit(
+        "config.toml",
+        "schedule = \"0 8 * * 1\"",
+        "schedule = \"* * * * * *\"",
+    );
+    let mut daemon = Daemon::start(&site, "daemon");
+    daemon.wait_for("messages in flight", |_| {
+        // Opening a database the daemon has not made yet would leave an empty file,
+        // which it rightly refuses.
+        let made = std::fs::metadata(site.path("gazette.db")).is_ok_and(|m| m.len() > 0);
+        made && site
+            .db()
+            .query_row(
+                "SELECT COUNT(*) FROM delivery WHERE status = 'sending'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+            >= 2
+    });
+    let asked = Instant::now();
+    let (code, log) = daemon.stop();
+    let took = asked.elapsed();
+    assert_eq!(code, 0, "{log}");
+    // Not a speed assertion: the stop took the 1 s grace, not the relay's 12 s.
+    assert!(took < Duration::from_secs(8), "{took:?}\n{log}");
+    assert!(log.contains("Grace period over"), "{log}");
+    // Nothing lost: every row is sent, owed, or in flight (retried by the next run).
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM delivery WHERE status IN ('pending', 'sending', 'deferred', 'sent')"),
+        6
+    );
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM delivery WHERE status = 'failed'"),
+        0
+    );
+}

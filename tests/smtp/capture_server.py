@@ -8,8 +8,9 @@ Options: --starttls CA_OUT  require STARTTLS with a certificate for 127.0.0.1 si
 fresh test CA, whose PEM is written to CA_OUT; --auth USER:PASSWORD  require AUTH;
 --port N  listen on N (a relay coming back where it was); --reject-rcpt "CODE TEXT"
 answer RCPT TO with that reply (e.g. a relay-wide "554 5.7.1 Relay access denied"),
---reject-only SUBSTR  only for recipients containing SUBSTR; --delay SECONDS  wait before
-answering the final dot (a slow relay).
+--reject-only SUBSTR  only for recipients containing SUBSTR; --reject-first  only each
+recipient's first try (a greylisting relay); --delay SECONDS  wait before answering the
+final dot (a slow relay).
 """
 import asyncio
 import argparse
@@ -24,8 +25,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Capture:
-    def __init__(self, outdir, reject=None, reject_only=None, delay=0.0):
+    def __init__(self, outdir, reject=None, reject_only=None, delay=0.0, first_only=False):
         self.outdir = outdir
+        self.first_only = first_only
+        self.tried = set()
         self.count = 0
         self.lock = threading.Lock()
         self.reject = reject
@@ -34,7 +37,9 @@ class Capture:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.reject and (self.reject_only is None or self.reject_only in address):
-            return self.reject
+            if not self.first_only or address not in self.tried:
+                self.tried.add(address)
+                return self.reject
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -74,6 +79,7 @@ def main():
     p.add_argument("--reject-rcpt")
     p.add_argument("--reject-only")
     p.add_argument("--delay", type=float, default=0.0)
+    p.add_argument("--reject-first", action="store_true")
     args = p.parse_args()
     os.makedirs(args.dir, exist_ok=True)
 
@@ -105,7 +111,7 @@ def main():
         )
 
     port = args.port or free_port()
-    handler = Capture(args.dir, args.reject_rcpt, args.reject_only, args.delay)
+    handler = Capture(args.dir, args.reject_rcpt, args.reject_only, args.delay, args.reject_first)
     controller = Controller(
         handler, hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024, **kwargs
     )
