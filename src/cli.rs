@@ -212,7 +212,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let code = match rt.block_on(dispatch(&cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once, even where a library repeats its source in its message.
+            eprintln!("error: {}", crate::error_chain(e.as_ref()));
             EXIT_ERROR
         }
     };

@@ -30,12 +30,12 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file could not be opened or migrated.
-    #[error("cannot open database {path}: {source}")]
+    #[error("cannot open database {path}: {reason}")]
     Open {
         /// The file.
         path: PathBuf,
-        /// The SQLite error.
-        source: rusqlite::Error,
+        /// The plain cause (read-only folder, disk full, not a database…).
+        reason: String,
     },
     /// The folder for the database file could not be created.
     #[error("cannot create the folder for database {path}: {source}")]
@@ -320,6 +320,42 @@ pub struct SourceMemory {
     pub unplaced: Vec<crate::source::Unplaced>,
 }
 
+/// Why a database could not be opened, as an operator would say it: one line, the file
+/// and the plain cause, instead of SQLite's "unable to open database file" three times.
+fn open_reason(path: &Path, e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode as C;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let writable = |p: &Path| std::fs::OpenOptions::new().write(true).open(p).is_ok();
+    match e.sqlite_error_code() {
+        Some(C::CannotOpen) if !path.exists() && !dir_writable(dir) => format!(
+            "the folder {} is read-only or not writable, so the database cannot be created there; make it writable or set `state.path` to a writable place",
+            std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned()).display()
+        ),
+        Some(C::CannotOpen) if path.exists() && !writable(path) => {
+            "the file is read-only or not writable for this user; Gazette writes its ledger there".into()
+        }
+        Some(C::CannotOpen) => "the file cannot be opened (check the path and its permissions)".into(),
+        Some(C::ReadOnly) => "the file (or its folder, for the -wal and -shm files beside it) is read-only".into(),
+        Some(C::DiskFull) => "the disk is full".into(),
+        Some(C::NotADatabase) => "the file is not a SQLite database (it is corrupt or another kind of file); restore it from a backup".into(),
+        Some(C::DatabaseCorrupt) => "the database is corrupt; restore it from a backup".into(),
+        Some(C::DatabaseBusy) | Some(C::DatabaseLocked) => "another process holds it locked; try again".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Whether files can be created in `dir` (tried, since permission bits do not tell
+/// the whole story for root or ACLs).
+fn dir_writable(dir: &Path) -> bool {
+    let probe = dir.join(format!(".gazette-probe-{}", std::process::id()));
+    let ok = std::fs::File::create(&probe).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
 /// An existing 0-byte database is refused rather than silently made new (that would
 /// forget the ledger and every imported subscriber). A file another process is just
 /// creating is 0 bytes for a moment, with its `-wal` beside it or soon grown: waited for.
@@ -379,9 +415,9 @@ impl Store {
                 source,
             })?;
         }
-        let wrap = |source| StoreError::Open {
+        let wrap = |source: rusqlite::Error| StoreError::Open {
             path: path.to_owned(),
-            source,
+            reason: open_reason(path, &source),
         };
         refuse_empty(path)?;
         let conn = Connection::open(path).map_err(wrap)?;
@@ -418,9 +454,9 @@ impl Store {
     /// An in-memory copy of the database at `path` (or an empty one if there is none):
     /// dry runs and previews work on it so the real file is never changed.
     pub fn scratch_copy(path: &Path) -> Result<Store> {
-        let wrap = |source| StoreError::Open {
+        let wrap = |source: rusqlite::Error| StoreError::Open {
             path: path.to_owned(),
-            source,
+            reason: open_reason(path, &source),
         };
         let mut conn = Connection::open_in_memory().map_err(wrap)?;
         if path.exists() {

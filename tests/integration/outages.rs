@@ -342,6 +342,47 @@ fn an_empty_database_file_is_refused_with_a_way_out() {
 }
 
 #[test]
+fn a_database_in_a_read_only_folder_is_one_clear_line() {
+    let site = Site::new();
+    site.edit(
+        "config.toml",
+        "path = \"gazette.db\"",
+        "path = \"state/gazette.db\"",
+    );
+    std::fs::create_dir_all(site.path("state")).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
+        .arg(site.path("state"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = site.gazette(&["send"]);
+    let _ = Command::new("umount")
+        .arg("-l")
+        .arg(site.path("state"))
+        .status();
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(lines[0].contains("state/gazette.db"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("is read-only or not writable"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[0].matches("unable to open").count(),
+        0,
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
 fn a_symlink_to_the_database_takes_the_same_lock() {
     let site = Site::new();
     assert_eq!(site.gazette(&["send"]).code, 0);
