@@ -194,8 +194,11 @@ pub struct SmtpSettings {
     pub password: Option<Secret>,
     /// Extra CA certificate (PEM) for private relays.
     pub ca_pem: Option<Vec<u8>>,
-    /// Per-command timeout.
+    /// Connecting, the greeting, and each command's reply.
     pub timeout: std::time::Duration,
+    /// The reply to the final dot, which a relay may take long to give (it is scanning
+    /// or queueing the message); giving up early would send it twice.
+    pub data_timeout: std::time::Duration,
     /// Name sent with EHLO (default: this machine's host name).
     pub helo: Option<String>,
 }
@@ -592,6 +595,7 @@ impl<'t> Validator<'t> {
                 "password_file",
                 "ca_file",
                 "timeout",
+                "data_timeout",
                 "helo",
                 "allow_insecure",
                 "selector",
@@ -1203,6 +1207,22 @@ impl<'t> Validator<'t> {
                 std::time::Duration::from_secs(30)
             }),
         };
+        let data_timeout = match &raw.data_timeout {
+            None => std::time::Duration::from_secs(600),
+            Some(t) => match humantime::parse_duration(t.get_ref()) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    self.at_span(
+                        t,
+                        format!(
+                            "`delivery.smtp.data_timeout`: \"{}\" is not a positive duration; write e.g. \"10m\"",
+                            t.get_ref()
+                        ),
+                    );
+                    std::time::Duration::from_secs(600)
+                }
+            },
+        };
         if raw.username.is_some() != password.is_some()
             && (raw.password_env.is_none() && raw.password_file.is_none())
         {
@@ -1218,6 +1238,7 @@ impl<'t> Validator<'t> {
             password,
             ca_pem,
             timeout,
+            data_timeout,
             helo: raw.helo.as_ref().map(|h| h.get_ref().clone()),
         })
     }

@@ -108,6 +108,8 @@ pub(crate) struct RawSmtp {
     pub(crate) password_file: Option<S>,
     pub(crate) ca_file: Option<S>,
     pub(crate) timeout: Option<S>,
+    /// Wait for the reply to the final dot; default "10m" (RFC 5321 §4.5.3.2.6).
+    pub(crate) data_timeout: Option<S>,
     pub(crate) helo: Option<S>,
     /// Allow tls = "none" to a host that is not loopback.
     pub(crate) allow_insecure: Option<bool>,

@@ -28,7 +28,40 @@ pub struct SmtpPool {
     hello: ClientId,
     credentials: Option<Credentials>,
     timeout: Duration,
+    data_timeout: Duration,
     idle: Mutex<Vec<AsyncSmtpConnection>>,
+}
+
+/// Why one SMTP transaction did not complete.
+#[derive(Debug)]
+pub enum SmtpFailure {
+    /// The relay answered with an error, or the connection failed.
+    Smtp(lettre::transport::smtp::Error),
+    /// A phase took longer than its timeout (RFC 5321 §4.5.3.2).
+    Timeout {
+        /// What was being waited for.
+        phase: &'static str,
+        /// How long.
+        after: Duration,
+    },
+}
+
+impl From<lettre::transport::smtp::Error> for SmtpFailure {
+    fn from(e: lettre::transport::smtp::Error) -> Self {
+        SmtpFailure::Smtp(e)
+    }
+}
+
+/// Runs one phase of a transaction within its timeout.
+async fn within<T>(
+    phase: &'static str,
+    after: Duration,
+    f: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, SmtpFailure> {
+    match tokio::time::timeout(after, f).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(SmtpFailure::Timeout { phase, after }),
+    }
 }
 
 impl fmt::Debug for SmtpPool {
@@ -86,6 +119,7 @@ impl SmtpPool {
                 _ => None,
             },
             timeout: s.timeout,
+            data_timeout: s.data_timeout,
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -131,26 +165,43 @@ impl SmtpPool {
         }
     }
 
-    /// Sends one message to one recipient; returns the server's final reply.
+    /// Sends one message to one recipient; returns the server's final reply. Each phase
+    /// has its own timeout, as RFC 5321 §4.5.3.2 suggests: `timeout` for connecting, the
+    /// greeting and each command's reply, `data_timeout` (long) for the reply to the
+    /// final dot, since giving up on that one early would send the message twice.
     pub async fn send(
         &self,
         from: &Address,
         to: &Address,
         raw: &[u8],
-    ) -> Result<String, lettre::transport::smtp::Error> {
-        let mut conn = self.checkout().await?;
+    ) -> Result<String, SmtpFailure> {
+        let t = self.timeout;
+        let mut conn = within("the connection and greeting", t, self.checkout()).await?;
         let mut params = Vec::new();
         if !raw.is_ascii() {
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         let result = async {
-            conn.command(Mail::new(Some(from.clone()), params)).await?;
-            conn.command(Rcpt::new(to.clone(), vec![])).await?;
-            conn.command(Data).await?;
+            within(
+                "the reply to MAIL FROM",
+                t,
+                conn.command(Mail::new(Some(from.clone()), params)),
+            )
+            .await?;
+            within(
+                "the reply to RCPT TO",
+                t,
+                conn.command(Rcpt::new(to.clone(), vec![])),
+            )
+            .await?;
+            within("the reply to DATA", t, conn.command(Data)).await?;
+            let final_dot = "the reply to the final dot";
             match std::str::from_utf8(raw) {
-                Ok(text) => conn.command(DataBlock(text)).await,
+                Ok(text) => {
+                    within(final_dot, self.data_timeout, conn.command(DataBlock(text))).await
+                }
                 // Not expected (lettre encodes bodies), but never send bytes mangled.
-                Err(_) => conn.message(raw).await,
+                Err(_) => within(final_dot, self.data_timeout, conn.message(raw)).await,
             }
         }
         .await;
@@ -167,8 +218,12 @@ impl SmtpPool {
                 ))
             }
             Err(e) => {
-                // After a failure the session state is unknown: never reuse it.
-                conn.abort().await;
+                // After a failure the session state is unknown: never reuse it. A relay
+                // that stopped answering gets no QUIT (it would not answer that either);
+                // others get one, within the command timeout.
+                if !matches!(e, SmtpFailure::Timeout { .. }) {
+                    let _ = tokio::time::timeout(t, conn.abort()).await;
+                }
                 Err(e)
             }
         }

@@ -13,7 +13,7 @@ use crate::config::TransportConfig;
 #[derive(Clone)]
 pub enum Transport {
     /// An SMTP relay, and the most one transaction may take.
-    Smtp(Arc<SmtpPool>, std::time::Duration),
+    Smtp(Arc<SmtpPool>),
     /// One `<digest>-<edition>-<hash>.eml` per message in a directory.
     Outbox(PathBuf),
     /// The .eml plus `.html` and `.txt` parts, for inspection.
@@ -129,7 +129,7 @@ impl Transport {
                     host: s.host.clone(),
                     reason,
                 })?;
-                Ok(Transport::Smtp(Arc::new(pool), s.timeout))
+                Ok(Transport::Smtp(Arc::new(pool)))
             }
         }
     }
@@ -137,25 +137,23 @@ impl Transport {
     /// Hands one message over; returns the server's reply or where it went.
     pub async fn send(&self, msg: &Outgoing) -> Result<String, SendError> {
         match self {
-            Transport::Smtp(pool, limit) => {
-                // Bound the whole transaction: a server that stops answering mid-way
-                // must not hang the send.
-                tokio::time::timeout(
-                    *limit,
-                    pool.send(&msg.envelope_from, &msg.envelope_to, &msg.raw),
-                )
+            Transport::Smtp(pool) => pool
+                .send(&msg.envelope_from, &msg.envelope_to, &msg.raw)
                 .await
-                .map_err(|_| SendError::Smtp {
-                    reason: format!(
-                        "the server did not finish the transaction within {limit:?} (timed out)"
-                    ),
-                    transient: true,
-                    bounce: false,
-                    // A relay that stops answering would cost one timeout per message.
-                    relay: true,
-                })?
-                .map_err(|e| classify(&e))
-            }
+                .map_err(|f| match f {
+                    super::smtp::SmtpFailure::Smtp(e) => classify(&e),
+                    super::smtp::SmtpFailure::Timeout { phase, after } => SendError::Smtp {
+                        reason: format!(
+                            "the relay did not send {phase} within {} (timed out)",
+                            humantime::format_duration(after)
+                        ),
+                        transient: true,
+                        bounce: false,
+                        // A relay that stops answering would cost one timeout per
+                        // message: the edition pauses instead.
+                        relay: true,
+                    },
+                }),
             Transport::Outbox(dir) => {
                 let path = dir.join(format!("{}.eml", msg.file_stem));
                 write_atomically(dir, &path, &msg.raw).await?;

@@ -321,6 +321,27 @@ async fn ctrl_c_during_a_send_stops_within_the_grace_and_the_next_send_duplicate
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reply_to_the_final_dot_is_waited_for_not_sent_twice() {
+    // Each final dot is answered after 3 s; every other reply at once.
+    let server = CaptureServer::start_args(&["--delay", "3"]);
+    let site = smtp_site_on_port(server.port, "", "concurrency = 4", 4);
+    // Commands must answer within 1 s; the final dot gets the default 10 minutes.
+    site.edit("config.toml", "timeout = \"5s\"", "timeout = \"1s\"");
+    let run = site.gazette_async(&["send", "--digest", "essays"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("timed out"), "{}", run.stderr);
+    let mut got: Vec<String> = server
+        .messages()
+        .into_iter()
+        .flat_map(|m| m.rcpt_tos)
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), 4, "once each: {got:?}");
+    got.dedup();
+    assert_eq!(got.len(), 4);
+}
+
 #[test]
 fn an_empty_database_file_is_refused_with_a_way_out() {
     let site = Site::new();

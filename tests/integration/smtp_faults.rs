@@ -233,7 +233,12 @@ async fn a_connection_dropped_before_the_final_reply_is_retried() {
 async fn a_stalled_server_times_out_and_the_message_is_retried() {
     let fake = start(Fault::StallOnce).await;
     let site = smtp_site_on_port(fake.port, "", "", 1);
-    site.edit("config.toml", "timeout = \"5s\"", "timeout = \"1s\"");
+    // The stall is in the reply to the final dot, which `data_timeout` bounds.
+    site.edit(
+        "config.toml",
+        "timeout = \"5s\"",
+        "timeout = \"1s\"\ndata_timeout = \"1s\"",
+    );
     let started = std::time::Instant::now();
     let run = site.gazette_async(&["send", "--digest", "essays"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
