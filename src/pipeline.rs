@@ -777,6 +777,7 @@ impl Run<'_> {
             give_up_at: ed.created_at
                 + chrono::Duration::from_std(delivery.retry_for).unwrap_or(chrono::Duration::MAX),
             pause: delivery.retry_base,
+            relay_proven: store.count_deliveries(ed.id, "sent")? > 0,
         };
         let started = time::now();
         let mut tally = Tally::default();
@@ -838,6 +839,7 @@ impl Run<'_> {
                     pauses = 0;
                     pacing.pause = delivery.retry_base;
                 }
+                pacing.relay_proven |= tally.sent > 0;
             }
             if !self.opts.wait_for_retries {
                 break;

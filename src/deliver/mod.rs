@@ -52,6 +52,9 @@ pub struct Pacing {
     pub give_up_at: DateTime<Utc>,
     /// How long rows wait after the transport failed for everyone.
     pub pause: Duration,
+    /// The relay already accepted a message of this edition: its refusals are about
+    /// their recipients, never relay-wide.
+    pub relay_proven: bool,
 }
 
 /// Counts of what one delivery run did.
@@ -516,6 +519,33 @@ fn alike(reply: &str, email: &str) -> String {
     reply.replace(email, "<recipient>")
 }
 
+/// The domain of an address, lower-cased.
+fn domain_of(email: &str) -> String {
+    email
+        .rsplit('@')
+        .next()
+        .unwrap_or(email)
+        .to_ascii_lowercase()
+}
+
+/// Whether the held-back refusals look relay-wide: at least [`ALIKE`] of them, the same
+/// words, for recipients at different domains (one domain's policy is that domain's).
+fn relay_wide(suspects: &Suspects) -> bool {
+    let Some((r0, w0)) = suspects.first() else {
+        return false;
+    };
+    let first = alike(w0, &r0.subscriber.email);
+    let domains: std::collections::BTreeSet<String> = suspects
+        .iter()
+        .map(|(r, _)| domain_of(&r.subscriber.email))
+        .collect();
+    suspects.len() >= ALIKE
+        && domains.len() >= ALIKE
+        && suspects
+            .iter()
+            .all(|(r, why)| alike(why, &r.subscriber.email) == first)
+}
+
 /// Logs a failed delivery: the first few of a run at error level, the rest at debug
 /// (the run's summary counts them by reason).
 fn log_failure(tally: &Tally, to: &str, reason: &str) {
@@ -590,15 +620,13 @@ fn record(
                 next_at: now + chrono::Duration::from_std(pacing.pause).unwrap_or_default(),
             }
         }
-        Err(e) if !e.is_transient() && !e.is_bounce() && tally.sent == 0 => {
+        Err(e)
+            if !e.is_transient() && !e.is_bounce() && tally.sent == 0 && !pacing.relay_proven =>
+        {
             let reply = e.to_string();
             suspects.push((row, reply.clone()));
             let first = alike(&suspects[0].1, &suspects[0].0.subscriber.email);
-            if suspects.len() >= ALIKE
-                && suspects
-                    .iter()
-                    .all(|(r, why)| alike(why, &r.subscriber.email) == first)
-            {
+            if relay_wide(suspects) {
                 tally.paused.get_or_insert_with(|| {
                     format!("the relay refuses every message alike: {reply}")
                 });
@@ -606,6 +634,7 @@ fn record(
             } else if suspects
                 .iter()
                 .any(|(r, why)| alike(why, &r.subscriber.email) != first)
+                || suspects.len() >= 2 * ALIKE
             {
                 // Refusals that differ are the recipients' own.
                 fail_suspects(suspects, settle, tally);

@@ -182,6 +182,11 @@ async fn a_relay_that_is_down_fails_nothing_and_gets_the_edition_once_when_back(
 async fn a_relay_wide_554_fails_no_recipient_and_says_why() {
     let server = CaptureServer::start_args(&["--reject-rcpt", "554 5.7.1 Relay access denied"]);
     let site = smtp_site_on_port(server.port, "", "retry_within_run = \"0s\"", 6);
+    // Readers at several providers, as a real list has: one domain's policy is not the
+    // relay's.
+    site.edit("config.toml", "sub01@example.org", "sub01@mail.example.net");
+    site.edit("config.toml", "sub02@example.org", "sub02@example.com");
+    site.edit("config.toml", "sub04@example.org", "sub04@example.net");
     let run = site.gazette_async(&["send", "--digest", "essays"]).await;
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
     assert!(
