@@ -288,6 +288,11 @@ impl<E: Send + 'static> RenderAhead<E> {
         Ok(())
     }
 
+    /// A rendered message is waiting to be claimed.
+    fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     fn is_empty(&self) -> bool {
         self.ready.is_empty()
             && self.rendering.is_empty()
@@ -486,6 +491,15 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
         while let Some(joined) = in_flight.try_join_next() {
             record(joined, &mut settle, &mut tally, &mut suspects, pacing);
         }
+        // Outcomes are committed as soon as they are known when the next claim is not
+        // ready at once (a render or a rate slot away): a kill then finds only messages
+        // truly in flight, not accepted ones still waiting for their commit.
+        if !settle.is_empty() && (limiter.is_some() || !queue.has_ready()) {
+            store.step(&settle, &[], claimant())?;
+            done += settle.len();
+            settle.clear();
+            progress(done);
+        }
     }
     fail_suspects(&mut suspects, &mut settle, &mut tally);
     store.step_and_sync(&settle, claimant())?;
@@ -667,12 +681,16 @@ fn record(
             }
         }
         Err(e) => {
-            log_failure(tally, &email, &e.to_string());
-            tally.failed.push((email.clone(), e.to_string()));
-            Outcome::Failed {
-                id: row.id,
-                reply: e.to_string(),
-            }
+            let reply = if e.is_transient() {
+                format!(
+                    "{e}; given up: still failing past `delivery.retry_for` (or `max_attempts`)"
+                )
+            } else {
+                e.to_string()
+            };
+            log_failure(tally, &email, &reply);
+            tally.failed.push((email.clone(), reply.clone()));
+            Outcome::Failed { id: row.id, reply }
         }
     };
     settle.push(outcome);
