@@ -37,6 +37,9 @@ pub struct SmtpPool {
 pub enum SmtpFailure {
     /// The relay answered with an error, or the connection failed.
     Smtp(lettre::transport::smtp::Error),
+    /// Opening the session failed (connect, greeting, EHLO, STARTTLS, AUTH): the relay's
+    /// trouble whoever the recipient.
+    Session(lettre::transport::smtp::Error),
     /// A phase took longer than its timeout (RFC 5321 §4.5.3.2).
     Timeout {
         /// What was being waited for.
@@ -176,7 +179,11 @@ impl SmtpPool {
         raw: &[u8],
     ) -> Result<String, SmtpFailure> {
         let t = self.timeout;
-        let mut conn = within("the connection and greeting", t, self.checkout()).await?;
+        let mut conn = match within("the connection and greeting", t, self.checkout()).await {
+            Ok(c) => c,
+            Err(SmtpFailure::Smtp(e)) => return Err(SmtpFailure::Session(e)),
+            Err(other) => return Err(other),
+        };
         let mut params = Vec::new();
         if !raw.is_ascii() {
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));

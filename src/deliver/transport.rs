@@ -142,6 +142,17 @@ impl Transport {
                 .await
                 .map_err(|f| match f {
                     super::smtp::SmtpFailure::Smtp(e) => classify(&e),
+                    super::smtp::SmtpFailure::Session(e) => match classify(&e) {
+                        SendError::Smtp {
+                            reason, transient, ..
+                        } => SendError::Smtp {
+                            reason,
+                            transient,
+                            bounce: false,
+                            relay: true,
+                        },
+                        other => other,
+                    },
                     super::smtp::SmtpFailure::Timeout { phase, after } => SendError::Smtp {
                         reason: format!(
                             "the relay did not send {phase} within {} (timed out)",

@@ -62,7 +62,7 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// A query failed.
-    #[error("database error: {0}")]
+    #[error("database error: {}", plain_sql(.0))]
     Sql(#[from] rusqlite::Error),
     /// A stored value could not be read back.
     #[error("database holds an unreadable value: {0}")]
@@ -343,6 +343,23 @@ fn open_reason(path: &Path, e: &rusqlite::Error) -> String {
         Some(C::NotADatabase) => "the file is not a SQLite database (it is corrupt or another kind of file); restore it from a backup".into(),
         Some(C::DatabaseCorrupt) => "the database is corrupt; restore it from a backup".into(),
         Some(C::DatabaseBusy) | Some(C::DatabaseLocked) => "another process holds it locked; try again".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// A query's failure in plain words where SQLite has a known cause.
+fn plain_sql(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DiskFull) => "the disk is full".into(),
+        Some(C::ReadOnly) => {
+            "the database (or its folder, for the -wal and -shm files beside it) is read-only"
+                .into()
+        }
+        Some(C::DatabaseCorrupt) | Some(C::NotADatabase) => {
+            "the database file is corrupt; restore it from a backup".into()
+        }
+        Some(C::SystemIoFailure) => "the disk could not be read or written (I/O error)".into(),
         _ => e.to_string(),
     }
 }
