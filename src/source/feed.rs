@@ -240,7 +240,8 @@ pub fn untitled(body_html: &str) -> String {
     }
 }
 
-fn absolute(url: &str, base: &str) -> Option<String> {
+/// `url` resolved against `base`, if it is http(s).
+pub(super) fn absolute(url: &str, base: &str) -> Option<String> {
     let base = url::Url::parse(base).ok();
     let u = url::Url::options()
         .base_url(base.as_ref())

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::dates;
-use super::feed::Item;
+use super::feed::{absolute, Item};
 use super::identity::{fallback_key, normalize_ref};
 use super::normalize::{html_line, sanitize_html};
 use crate::config::plain_line;
@@ -150,15 +150,6 @@ pub fn parse(text: &str, base_url: &str) -> Result<Vec<Item>, String> {
         });
     }
     Ok(items)
-}
-
-fn absolute(url: &str, base: &str) -> Option<String> {
-    let base = url::Url::parse(base).ok();
-    let u = url::Url::options()
-        .base_url(base.as_ref())
-        .parse(url)
-        .ok()?;
-    matches!(u.scheme(), "http" | "https").then(|| u.to_string())
 }
 
 #[cfg(test)]
