@@ -198,9 +198,9 @@ pub fn write_csv(rows: &[Listed]) -> String {
     let _ = w.write_record(["email", "name", "timezone", "digests", "status", "origin"]);
     for r in rows {
         let _ = w.write_record([
-            r.email.as_str(),
-            r.name.as_deref().unwrap_or(""),
-            r.timezone.as_deref().unwrap_or(""),
+            inert(r.email.as_str()).as_ref(),
+            inert(r.name.as_deref().unwrap_or("")).as_ref(),
+            inert(r.timezone.as_deref().unwrap_or("")).as_ref(),
             &r.digests.join(";"),
             &r.status,
             &r.origin,
@@ -209,9 +209,37 @@ pub fn write_csv(rows: &[Listed]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
+/// A cell a spreadsheet would not run as a formula (OWASP's CSV injection rule): text
+/// that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`.
+/// Names come from the public sign-up form, so this is hostile input.
+fn inert(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exported_cells_never_start_a_formula() {
+        for (cell, want) in [
+            (
+                "=HYPERLINK(\"http://evil\",\"x\")",
+                "'=HYPERLINK(\"http://evil\",\"x\")",
+            ),
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("Ada", "Ada"),
+        ] {
+            assert_eq!(inert(cell), want);
+        }
+    }
 
     fn known() -> Vec<String> {
         vec!["essays".into(), "replies".into()]

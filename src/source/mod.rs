@@ -202,8 +202,41 @@ pub enum SourceError {
     },
 }
 
-/// Gathers one source.
+/// Gathers one source. Every address that leaves a source is checked here, whatever the
+/// source: only http(s) pages are kept (ARCHITECTURE.md invariant 8), so a feed's
+/// `javascript:`, `data:`, `vbscript:` or `file:` link never reaches a template.
 pub async fn gather(config: &SourceConfig, ctx: &GatherContext) -> Result<Gathered, SourceError> {
+    let mut g = gather_raw(config, ctx).await?;
+    let mut dropped = 0;
+    let mut keep = |url: &mut Option<String>| {
+        if url.as_deref().is_some_and(|u| !is_web_url(u)) {
+            *url = None;
+            dropped += 1;
+        }
+    };
+    for e in g.essays.iter_mut().chain(g.context_essays.iter_mut()) {
+        keep(&mut e.url);
+    }
+    for r in &mut g.replies {
+        keep(&mut r.url);
+    }
+    for u in &mut g.unplaced {
+        keep(&mut u.url);
+    }
+    if dropped > 0 {
+        tracing::warn!(source = %config.name(), dropped, "Links that are not http(s) were dropped.");
+    }
+    Ok(g)
+}
+
+/// Whether an address is an http(s) URL with a host: the only links Gazette renders.
+pub fn is_web_url(url: &str) -> bool {
+    url::Url::parse(url.trim()).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    })
+}
+
+async fn gather_raw(config: &SourceConfig, ctx: &GatherContext) -> Result<Gathered, SourceError> {
     match config {
         SourceConfig::Folder(f) => {
             let f = f.clone();

@@ -171,6 +171,9 @@ pub fn markdown_to_html(markdown: &str, base_url: Option<&str>) -> String {
 pub fn sanitize_html(input: &str, base_url: Option<&str>) -> String {
     let mut builder = ammonia::Builder::default();
     builder.link_rel(Some("noopener noreferrer"));
+    // Only web and mail links reach a reader (ammonia's default list also has ftp:,
+    // tel:, data-less others); everything else is dropped from href and src.
+    builder.url_schemes(["http", "https", "mailto"].into_iter().collect());
     let base =
         base_url.and_then(|b| url::Url::parse(&format!("{}/", b.trim_end_matches('/'))).ok());
     match base {

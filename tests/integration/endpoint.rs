@@ -693,3 +693,42 @@ fn a_broken_page_template_is_reported_by_check() {
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_carries_security_headers_and_templates_cannot_read_the_environment() {
+    let site = site_with_web("");
+    let server = Server::start(&site);
+    for path in ["/subscribe", "/healthz", "/unsubscribe/forged-token"] {
+        let r = client()
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        let h = r.headers();
+        let header = |n: &str| {
+            h.get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let csp = header("content-security-policy");
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+    }
+    drop(server);
+
+    // A page template that asks for a secret from the environment is refused by check.
+    site.write(
+        "templates/web/subscribe.html",
+        "{% extends \"web/layout.html\" %}{% block body %}{{ get_env(name=\"GAZETTE_SECRET\") }}{% endblock body %}",
+    );
+    let run = site.gazette_env(&["check"], &[("GAZETTE_SECRET", "hunter2-not-for-pages")]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("get_env is disabled"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hunter2") && !run.stdout.contains("hunter2"));
+}

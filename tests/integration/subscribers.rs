@@ -180,3 +180,28 @@ fn an_address_taken_out_of_config_toml_gets_no_more_digests() {
         .collect();
     assert_eq!(replies_to, vec!["ada@example.org".to_owned()]);
 }
+
+#[test]
+fn an_exported_name_that_looks_like_a_formula_is_neutralised() {
+    let site = Site::new();
+    let run = site.gazette(&[
+        "subscribers",
+        "add",
+        "mallory@example.org",
+        "--name",
+        "=HYPERLINK(\"http://evil.example/\",\"click\")",
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let run = site.gazette(&["subscribers", "export"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut reader = csv::Reader::from_reader(run.stdout.as_bytes());
+    let names: Vec<String> = reader.records().map(|r| r.unwrap()[1].to_owned()).collect();
+    assert!(
+        names.contains(&"'=HYPERLINK(\"http://evil.example/\",\"click\")".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().all(|n| !n.starts_with(['=', '+', '-', '@'])),
+        "{names:?}"
+    );
+}

@@ -635,3 +635,100 @@ async fn atom_feed_authors_and_json_feed_1_1_authors_are_used() {
     assert_eq!(author("Item author").as_deref(), Some("New Style"));
     assert_eq!(author("Inherits").as_deref(), Some("Feed Author"));
 }
+
+/// Every `href`/`src` value in some HTML.
+fn link_values(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["href=\"", "src=\"", "href='", "src='"] {
+        let quote = attr.chars().last().unwrap();
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let end = rest.find(quote).unwrap_or(rest.len());
+            out.push(rest[..end].to_owned());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_link_in_a_message_has_a_scheme_but_http_https_or_mailto() {
+    let server = MockServer::start().await;
+    let base = server.uri();
+    let recent = format!("<pubDate>{}</pubDate>", rfc822(1));
+    let schemes = [
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(2)",
+        " javascript:alert(3)",
+        "vbscript:msgbox(4)",
+        "data:text/html;base64,PHNjcmlwdD5hbGVydCg1KTwvc2NyaXB0Pg==",
+        "file:///etc/passwd",
+        "ftp://files.example.org/x",
+        "tel:+441234",
+    ];
+    let mut items = String::new();
+    for (i, bad) in schemes.iter().enumerate() {
+        items.push_str(&format!(
+            r#"	<item>
+		<title>Linked {i}</title>
+		<link>{bad}</link>
+		{recent}
+		<guid isPermaLink="false">{base}/?p={i}</guid>
+		<content:encoded><![CDATA[<p><a href="{bad}">a</a> <img src="{bad}" alt="i"> <a href="mailto:ed@example.org">mail</a> <a href="https://example.org/ok">ok</a></p>]]></content:encoded>
+	</item>
+"#
+        ));
+    }
+    serve_bytes(
+        &server,
+        "/feed/",
+        rss(&base, &items).into_bytes(),
+        "application/rss+xml",
+    )
+    .await;
+    let site = site_with(&format!(
+        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\"\ncomment_feeds = false"
+    ));
+    let run = site.gazette(&["send"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mail = &site.outbox()[0];
+    assert!(mail.html.contains("Linked 7"), "{}", mail.html);
+    let links = link_values(&mail.html);
+    for l in &links {
+        let lower = l.trim().to_ascii_lowercase();
+        assert!(
+            lower.starts_with("http://")
+                || lower.starts_with("https://")
+                || lower.starts_with("mailto:"),
+            "{l} in\n{}",
+            mail.html
+        );
+    }
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM essay WHERE url IS NOT NULL"),
+        0,
+        "none of the item links was a web page"
+    );
+    // The stored bodies keep their web and mail links and nothing else.
+    let bodies: Vec<String> = site
+        .db()
+        .prepare("SELECT content_html FROM essay")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(bodies.len(), schemes.len());
+    for body in &bodies {
+        let links = link_values(body);
+        assert!(
+            links.contains(&"https://example.org/ok".to_owned()),
+            "{body}"
+        );
+        assert!(
+            links.contains(&"mailto:ed@example.org".to_owned()),
+            "{body}"
+        );
+        assert_eq!(links.len(), 2, "{body}");
+    }
+}
