@@ -230,6 +230,23 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // A confirmation link works once: a used one changes nothing, so replaying it can
+        // never re-subscribe a reader who left since.
+        let first_use = tx.execute(
+            "UPDATE signup SET confirmed_at = ?2 WHERE id = ?1 AND confirmed_at IS NULL",
+            params![signup, now_s],
+        )? == 1;
+        if !first_use {
+            let id: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM subscriber WHERE email = ?1",
+                    [&s.email],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            tx.commit()?;
+            return Ok(id);
+        }
         tx.execute(
             "INSERT INTO subscriber (email, name, timezone, origin, status, changed_at)
              VALUES (?1, ?2, ?3, 'web', 'active', ?4)
@@ -252,10 +269,6 @@ impl Store {
                 params![id, d, now_s],
             )?;
         }
-        tx.execute(
-            "UPDATE signup SET confirmed_at = COALESCE(confirmed_at, ?2) WHERE id = ?1",
-            params![signup, now_s],
-        )?;
         tx.commit()?;
         Ok(Some(id))
     }
@@ -416,6 +429,19 @@ mod tests {
         assert_eq!(p.status, "active");
         assert_eq!(p.timezone.as_deref(), Some("Asia/Tokyo"));
         assert!(store.signup(s).unwrap().unwrap().confirmed_at.is_some());
+        // Unsubscribed since: replaying the used link changes nothing.
+        store
+            .conn
+            .execute(
+                "UPDATE subscriber SET status = 'unsubscribed' WHERE id = ?1",
+                [a],
+            )
+            .unwrap();
+        assert_eq!(
+            store.confirm_signup(s, crate::time::now()).unwrap(),
+            Some(a)
+        );
+        assert_eq!(store.profile(a).unwrap().unwrap().status, "unsubscribed");
         assert_eq!(
             store.confirm_signup(s + 1, crate::time::now()).unwrap(),
             None

@@ -827,6 +827,14 @@ async fn confirm_view(app: &Shared, token: &str, act: bool) -> Answer {
             )],
         );
     }
+    if signup.confirmed_at.is_some() {
+        // Single use: a replayed link (a forwarded mail, a scanner) changes nothing.
+        return app.notice(
+            StatusCode::OK,
+            "This link was already used",
+            &["This sign-up is confirmed. To change what you receive, use the preferences link in any digest.".to_owned()],
+        );
+    }
     let titles: Vec<String> = signup.digests.iter().map(|d| app.digest_title(d)).collect();
     if !act {
         let mut c = app.base_context();

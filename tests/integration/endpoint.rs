@@ -493,6 +493,17 @@ async fn a_newcomer_subscribes_confirms_receives_the_next_digest_and_leaves_with
         [("newcomer@example.com".to_owned(), "essays".to_owned(), 0)],
         "they left, and nobody else did"
     );
+    // Replaying the used confirmation link (a forwarded mail, a link scanner) changes
+    // nothing: they stay out of the digest they left.
+    let before = choices(&site);
+    for (status, page) in [
+        get(&server.url(&confirm)).await,
+        post(&server.url(&confirm), &[]).await,
+    ] {
+        assert_eq!(status, 200);
+        assert!(page.contains("This link was already used"), "{page}");
+    }
+    assert_eq!(choices(&site), before);
 }
 
 fn scrape(text: &str) -> prometheus_parse::Scrape {
