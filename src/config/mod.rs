@@ -1776,7 +1776,28 @@ pub fn parse_rate(text: &str) -> Option<Rate> {
 
 /// Parses an address and lower-cases its domain, the part that is case-insensitive.
 pub fn parse_address(s: &str) -> Result<Address, String> {
-    let a = Address::from_str(s.trim()).map_err(|e| e.to_string())?;
+    let s = s.trim();
+    // Addresses RFC 5321 allows but no list should hold, because relays and mail
+    // clients mishandle them (and they let one row break a whole edition): a quoted
+    // local part, an IP-literal domain, control or line-separator characters.
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}'))
+    {
+        return Err(format!(
+            "it contains the control or line-separator character U+{:04X}; an address is one line of printable text",
+            c as u32
+        ));
+    }
+    if s.starts_with('"') {
+        return Err("a quoted local part (\"…\"@domain) is not accepted: many relays and mail clients mishandle it".into());
+    }
+    if s.rsplit('@').next().is_some_and(|d| d.starts_with('[')) {
+        return Err(
+            "an IP-literal domain (user@[1.2.3.4]) is not accepted: use a domain name".into(),
+        );
+    }
+    let a = Address::from_str(s).map_err(|e| e.to_string())?;
     // One spelling per domain, so duplicates are found: lower case, and an
     // internationalised domain in its ASCII (punycode) form.
     let domain = idna::domain_to_ascii(a.domain())

@@ -318,11 +318,15 @@ impl<E: Send + 'static> RenderAhead<E> {
 /// Delivers the owed rows: claims, sends with `concurrency` in flight and at most
 /// `rate`, and settles each outcome. `build` makes a row's message on a worker thread,
 /// a few chunks ahead of its claim, so a large edition is never all in memory.
+/// `alone` tells a build error that concerns only its recipient (an address that cannot
+/// be written into a header): that message fails by itself and the edition goes on.
+#[allow(clippy::too_many_arguments)]
 pub async fn deliver<E: std::error::Error + Send + 'static>(
     store: &mut Store,
     transport: &Transport,
     owed: Owed,
     build: Build<E>,
+    alone: &(dyn Fn(&E) -> Option<String> + Sync),
     pacing: &Pacing,
     stop: &StopSignal,
     progress: &dyn Fn(usize),
@@ -424,7 +428,21 @@ pub async fn deliver<E: std::error::Error + Send + 'static>(
                     }
                     continue;
                 }
-                Ok((_, Some(Err(e)))) => DeliverError::Build(e),
+                Ok((row, Some(Err(e)))) => match alone(&e) {
+                    Some(reason) => {
+                        // One unsendable address never blocks an edition.
+                        log_failure(&tally, &row.subscriber.email, &reason);
+                        tally
+                            .failed
+                            .push((row.subscriber.email.clone(), reason.clone()));
+                        settle.push(Outcome::Failed {
+                            id: row.id,
+                            reply: reason,
+                        });
+                        continue;
+                    }
+                    None => DeliverError::Build(e),
+                },
                 Err(Stall::Worker(e)) => DeliverError::Worker(e.to_string()),
                 Err(Stall::Ledger(e)) => DeliverError::Ledger(e),
             };

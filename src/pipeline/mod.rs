@@ -725,6 +725,10 @@ impl Run<'_> {
                     self.transport,
                     owed,
                     Arc::new(move |row: &store::PendingDelivery| m.make(&row.subscriber)),
+                    &|e: &PipelineError| match e {
+                        PipelineError::Build(b) => Some(b.to_string()),
+                        _ => None,
+                    },
                     &pacing,
                     &self.opts.stop,
                     &|done| progress.advance(done),

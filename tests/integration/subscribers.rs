@@ -205,3 +205,79 @@ fn an_exported_name_that_looks_like_a_formula_is_neutralised() {
         "{names:?}"
     );
 }
+
+#[test]
+fn unsendable_addresses_are_refused_and_one_already_stored_fails_alone() {
+    let site = Site::new();
+    site.write(
+        "readers.csv",
+        "email,name,timezone,digests\n\
+         \"\"\"a@b\"\"@example.org\",Quoted,,essays\n\
+         user@[127.0.0.1],Literal,,essays\n\
+         \"a\u{2028}b@example.org\",Separator,,essays\n\
+         fine@example.org,Fine,,essays\n",
+    );
+    let run = site.gazette(&["subscribers", "import", "readers.csv"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    for (line, why) in [
+        (2, "a quoted local part"),
+        (3, "an IP-literal domain"),
+        (4, "line-separator character U+2028"),
+    ] {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("error: readers.csv:{line}:")) && l.contains(why)),
+            "{line}: {}",
+            run.stderr
+        );
+    }
+    assert!(run.stdout.contains("1 added"), "{}", run.stdout);
+
+    // In config.toml, the same address is a config error with its line.
+    let cfg = site.read("config.toml");
+    site.write(
+        "config.toml",
+        &format!("{cfg}\n[[subscriber]]\nemail = \"user@[127.0.0.1]\"\n"),
+    );
+    let check = site.gazette(&["check"]);
+    assert_eq!(check.code, 1);
+    assert!(
+        check.stderr.contains("an IP-literal domain"),
+        "{}",
+        check.stderr
+    );
+    site.write("config.toml", &cfg);
+
+    // One that an older version let in fails alone; everyone else gets the edition.
+    let db = site.db();
+    assert_eq!(site.gazette(&["gather"]).code, 0);
+    db.execute(
+        "INSERT INTO subscriber (email, name, origin, status, changed_at) VALUES ('\"a@b\"@example.org', 'Old', 'cli', 'active', '2026-01-01T00:00:00.000000Z')",
+        [],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO subscriber_digest (subscriber_id, digest) SELECT id, 'essays' FROM subscriber WHERE name = 'Old'",
+        [],
+    )
+    .unwrap();
+    let run = site.gazette(&["send"]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("delivery to \"a@b\"@example.org failed"),
+        "{}",
+        run.stderr
+    );
+    let essays = site.outbox_matching("essays-0001-");
+    assert!(
+        essays.iter().any(|m| m.to_addr == "fine@example.org"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM delivery WHERE status = 'failed'"),
+        1
+    );
+}
