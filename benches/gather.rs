@@ -104,7 +104,7 @@ async fn fifty_sources() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let sources: String = (0..50)
-        .map(|s| format!("[[source]]\nname = \"s{s}\"\ntype = \"feed\"\nurl = \"{base}/s{s}/feed/\"\ncomment_feeds = false\n\n"))
+        .map(|s| format!("[[source]]\nname = \"s{s}\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/s{s}/feed/\"\ncomment_feeds = false\n\n"))
         .collect();
     let cfg_path = dir.path().join("config.toml");
     std::fs::create_dir_all(dir.path().join("templates/default")).expect("dir");

@@ -68,7 +68,7 @@ fn main() {
         dir.path().join("config.toml"),
         format!(
             "[site]\nname = \"Bench\"\nbase_url = \"https://bench.example.org\"\nfrom = \"Bench <d@bench.example.org>\"\ntemplates = \"{}/templates\"\n\n\
-             [[source]]\nname = \"wp\"\ntype = \"wordpress\"\nbase_url = \"{}\"\n\n\
+             [[source]]\nname = \"wp\"\ntype = \"wordpress\"\nallow_private = true\nbase_url = \"{}\"\n\n\
              [[digest]]\nname = \"all\"\nschedule = \"@daily\"\n\n[[subscriber]]\nemail = \"r@example.org\"\n",
             env!("CARGO_MANIFEST_DIR"),
             wp.url

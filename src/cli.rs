@@ -998,6 +998,7 @@ fn sample_view() -> DigestView {
             replies: vec![reply(Some("A Reader"), 0), reply(None, 1)],
         }],
         reply_count: 2,
+        more_essays: 0,
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Selection {
     pub essays: Vec<StoredEssay>,
     /// Replies, grouped by essay, threads in order.
     pub replies: Vec<StoredReply>,
+    /// Essays of the window left out by `max_essays`.
+    pub more_essays: usize,
 }
 
 impl Selection {
@@ -76,7 +78,9 @@ pub fn select(
         let when = |e: &StoredEssay| e.essay.published_at.unwrap_or(e.first_seen_at);
         when(b).cmp(&when(a)).then(a.id.cmp(&b.id))
     });
+    let mut more_essays = 0;
     if let Some(max) = digest.max_essays {
+        more_essays = essays.len().saturating_sub(max);
         essays.truncate(max);
     }
     let replies: Vec<StoredReply> = if digest.include.replies {
@@ -91,6 +95,7 @@ pub fn select(
     Selection {
         essays,
         replies: thread_order(replies),
+        more_essays,
     }
 }
 
@@ -200,6 +205,8 @@ pub struct DigestView {
     pub threads: Vec<ThreadView>,
     /// Number of replies across all threads.
     pub reply_count: usize,
+    /// Essays of this edition's window left out by `max_essays` ("and N more").
+    pub more_essays: usize,
 }
 
 /// Builds the template's view of an edition. `parents` holds the essays the replies
@@ -262,6 +269,7 @@ pub fn compose(sel: &Selection, parents: &[StoredEssay]) -> DigestView {
         essays: sel.essays.iter().map(essay_view).collect(),
         reply_count: sel.replies.len(),
         threads,
+        more_essays: sel.more_essays,
     }
 }
 

@@ -138,6 +138,25 @@ pub fn read_csv(text: &str, known_digests: &[String]) -> (Vec<Entry>, Vec<BadRow
         if record.iter().all(str::is_empty) {
             continue;
         }
+        // No field of a subscriber row holds a line break: one that does is a quote left
+        // open, which swallowed the rows after it. Report them rather than import a
+        // subscriber named with the next rows.
+        let breaks: usize = record
+            .iter()
+            .map(|f| {
+                f.matches('\n').count() + f.matches('\r').filter(|_| !f.contains('\n')).count()
+            })
+            .sum();
+        if breaks > 0 {
+            bad.push(BadRow {
+                line,
+                message: format!(
+                    "a quote opened on this row is not closed, so lines {line}–{} were read as one row; close the quote (or remove it) and import again",
+                    line + breaks as u64
+                ),
+            });
+            continue;
+        }
         let get = |col: Option<usize>| col.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
         let digests: Vec<String> = get(digests_col)
             .map(|d| {

@@ -60,6 +60,13 @@ pub struct WebSettings {
     pub subscribe_per_address: u32,
     /// Rate limits key on X-Forwarded-For's last entry (the proxy's view of the client).
     pub behind_proxy: bool,
+    /// Open connections at once; more are closed on arrival.
+    pub max_connections: usize,
+    /// A separate address serving `/metrics` (and `/healthz`) without a token.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The bearer token `/metrics` asks for on `listen`; without it (and without
+    /// `metrics_listen`) `/metrics` is not served.
+    pub metrics_token: Option<Secret>,
 }
 
 /// Where the secret that signs links comes from.
@@ -280,6 +287,32 @@ pub struct FeedSourceConfig {
     pub comment_feeds: bool,
     /// Poll the comment feeds of at most this many essays, newest first.
     pub comment_feed_limit: usize,
+    /// What it may fetch and how much one gather may take.
+    pub limits: SourceLimits,
+}
+
+/// The fetch policy and caps of one web source (see `source::policy`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceLimits {
+    /// Its own host may be a private address (an intranet feed).
+    pub allow_private: bool,
+    /// Hosts besides its own that discovered URLs may point at.
+    pub follow_hosts: Vec<String>,
+    /// At most this many new items per gather; the rest wait for the next one.
+    pub max_new_items: usize,
+    /// Wall-clock budget of one gather, retries and waits included.
+    pub gather_budget: std::time::Duration,
+}
+
+impl Default for SourceLimits {
+    fn default() -> Self {
+        SourceLimits {
+            allow_private: false,
+            follow_hosts: Vec::new(),
+            max_new_items: 50,
+            gather_budget: std::time::Duration::from_secs(300),
+        }
+    }
 }
 
 /// `type = "wordpress"`.
@@ -296,6 +329,8 @@ pub struct WordPressSourceConfig {
     pub recheck_window: chrono::Duration,
     /// Mail password-protected posts (title and link only, never their content).
     pub include_protected: bool,
+    /// What it may fetch and how much one gather may take.
+    pub limits: SourceLimits,
 }
 
 /// What a digest carries.
@@ -563,6 +598,9 @@ impl<'t> Validator<'t> {
                 "subscribe_per_ip",
                 "subscribe_per_address",
                 "behind_proxy",
+                "max_connections",
+                "metrics_listen",
+                "metrics_token_env",
             ],
             (Some("site"), _) => &[
                 "name",
@@ -615,6 +653,10 @@ impl<'t> Validator<'t> {
                 "max_pages",
                 "recheck_window",
                 "include_protected",
+                "allow_private",
+                "follow_hosts",
+                "max_new_items",
+                "gather_budget",
                 "gather_every",
             ],
             (Some("http"), _) => &[
@@ -719,7 +761,7 @@ impl<'t> Validator<'t> {
 
         let from_domain = from.as_ref().map(|f| f.email.domain().to_owned());
         let delivery = self.delivery(&raw.delivery, &resolve, from_domain.as_deref());
-        let http = self.http(&raw.http);
+        let mut http = self.http(&raw.http);
 
         let mut sources = Vec::new();
         let mut seen = HashSet::new();
@@ -749,6 +791,27 @@ impl<'t> Validator<'t> {
             }
             if let Some(src) = self.source(s, name, kind, &key, &resolve, base_url.as_deref()) {
                 sources.push(src);
+            }
+        }
+
+        // The hosts `allow_private` opens: only the configured URLs' own.
+        for src in &sources {
+            let (urls, limits): (Vec<&str>, _) = match src {
+                SourceConfig::Feed(f) => (
+                    std::iter::once(f.url.as_str())
+                        .chain(f.comments_url.as_deref())
+                        .collect(),
+                    &f.limits,
+                ),
+                SourceConfig::WordPress(w) => (vec![w.base_url.as_str()], &w.limits),
+                SourceConfig::Folder(_) => continue,
+            };
+            if limits.allow_private {
+                http.private_ok.extend(
+                    urls.iter()
+                        .filter_map(|u| url::Url::parse(u).ok())
+                        .filter_map(|u| crate::source::policy::private_key(&u)),
+                );
             }
         }
 
@@ -923,6 +986,29 @@ impl<'t> Validator<'t> {
                 state_path.with_file_name("gazette.secret"),
             )),
         };
+        let metrics_listen = raw.metrics_listen.as_ref().and_then(|l| {
+            let parsed = l.get_ref().parse::<std::net::SocketAddr>().ok();
+            if parsed.is_none() {
+                self.at_span(l, format!("`web.metrics_listen`: \"{}\" is not an address and port; write e.g. \"127.0.0.1:9464\"", l.get_ref()));
+            }
+            parsed
+        });
+        let metrics_token = raw.metrics_token_env.as_ref().and_then(|var| {
+            match std::env::var(var.get_ref()) {
+                Ok(v) if v.len() >= 16 => Some(Secret::new(v)),
+                Ok(_) => {
+                    self.at_span(var, format!("`web.metrics_token_env`: the value of {} is shorter than 16 characters; use e.g. `openssl rand -hex 16`", var.get_ref()));
+                    None
+                }
+                Err(_) => {
+                    self.at_span(var, format!("`web.metrics_token_env`: environment variable {} is not set", var.get_ref()));
+                    None
+                }
+            }
+        });
+        let max_connections = self
+            .count(&raw.max_connections, "web.max_connections", 16)
+            .map_or(4096, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let per_ip = self.count(&raw.subscribe_per_ip, "web.subscribe_per_ip", 1);
         let per_address = self.count(&raw.subscribe_per_address, "web.subscribe_per_address", 1);
         Some(WebSettings {
@@ -932,6 +1018,9 @@ impl<'t> Validator<'t> {
             subscribe_per_ip: per_ip.map_or(10, |n| u32::try_from(n).unwrap_or(u32::MAX)),
             subscribe_per_address: per_address.map_or(3, |n| u32::try_from(n).unwrap_or(u32::MAX)),
             behind_proxy: raw.behind_proxy.unwrap_or(false),
+            max_connections,
+            metrics_listen,
+            metrics_token,
         })
     }
 
@@ -1311,6 +1400,35 @@ impl<'t> Validator<'t> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    fn source_limits(&mut self, s: &raw::RawSource, key: &str) -> SourceLimits {
+        let mut l = SourceLimits {
+            allow_private: s.allow_private.as_ref().is_some_and(|b| *b.get_ref()),
+            ..SourceLimits::default()
+        };
+        for h in s.follow_hosts.iter().flat_map(|v| v.get_ref()) {
+            let host = h.get_ref().trim().to_ascii_lowercase();
+            if host.is_empty()
+                || !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+            {
+                self.at_span(
+                    h,
+                    format!("`{key}.follow_hosts`: \"{}\" is not a host name; write e.g. \"comments.example.org\"", h.get_ref()),
+                );
+            } else {
+                l.follow_hosts.push(host);
+            }
+        }
+        if let Some(n) = self.count(&s.max_new_items, &format!("{key}.max_new_items"), 1) {
+            l.max_new_items = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = &s.gather_budget {
+            l.gather_budget = self.interval(v, &format!("{key}.gather_budget"));
+        }
+        l
+    }
+
     fn source(
         &mut self,
         s: &RawSource,
@@ -1331,16 +1449,29 @@ impl<'t> Validator<'t> {
         let kind_name = kind.get_ref().as_str();
         let applies: &[&str] = match kind_name {
             "folder" => &["path", "base_url"],
-            "feed" => &["url", "comments_url", "comment_feeds", "comment_feed_limit"],
+            "feed" => &[
+                "url",
+                "comments_url",
+                "comment_feeds",
+                "comment_feed_limit",
+                "allow_private",
+                "follow_hosts",
+                "max_new_items",
+                "gather_budget",
+            ],
             "wordpress" => &[
                 "base_url",
                 "max_pages",
                 "recheck_window",
                 "include_protected",
+                "allow_private",
+                "follow_hosts",
+                "max_new_items",
+                "gather_budget",
             ],
             _ => &[],
         };
-        let given: [(&str, Option<usize>); 9] = [
+        let given: [(&str, Option<usize>); 13] = [
             ("path", s.path.as_ref().map(|v| v.span().start)),
             ("base_url", s.base_url.as_ref().map(|v| v.span().start)),
             ("url", s.url.as_ref().map(|v| v.span().start)),
@@ -1365,7 +1496,24 @@ impl<'t> Validator<'t> {
                 "include_protected",
                 s.include_protected.as_ref().map(|v| v.span().start),
             ),
+            (
+                "allow_private",
+                s.allow_private.as_ref().map(|v| v.span().start),
+            ),
+            (
+                "follow_hosts",
+                s.follow_hosts.as_ref().map(|v| v.span().start),
+            ),
+            (
+                "max_new_items",
+                s.max_new_items.as_ref().map(|v| v.span().start),
+            ),
+            (
+                "gather_budget",
+                s.gather_budget.as_ref().map(|v| v.span().start),
+            ),
         ];
+        let limits = self.source_limits(s, key);
         if matches!(kind_name, "folder" | "feed" | "wordpress") {
             for (k, at) in given {
                 if let Some(at) = at.filter(|_| !applies.contains(&k)) {
@@ -1408,6 +1556,7 @@ impl<'t> Validator<'t> {
                         .map(|b| *b.get_ref())
                         .unwrap_or(true),
                     comment_feed_limit: limit,
+                    limits,
                 }))
             }
             "wordpress" => {
@@ -1434,6 +1583,7 @@ impl<'t> Validator<'t> {
                     max_pages,
                     recheck_window,
                     include_protected: s.include_protected.as_ref().is_some_and(|b| *b.get_ref()),
+                    limits,
                 }))
             }
             "folder" => {
@@ -1583,12 +1733,15 @@ impl<'t> Validator<'t> {
             }
         };
         let max_essays = match &d.max_essays {
-            None => None,
+            // A reader skims twenty; a flood of hundreds would bury them (and the relay).
+            None => Some(20),
             Some(m) if *m.get_ref() >= 1 => usize::try_from(*m.get_ref()).ok(),
             Some(m) => {
                 self.at_span(
                     m,
-                    format!("`{key}.max_essays` must be at least 1 (leave it out for no limit)"),
+                    format!(
+                        "`{key}.max_essays` must be at least 1 (leave it out for the default, 20)"
+                    ),
                 );
                 None
             }
@@ -1797,7 +1950,9 @@ pub fn parse_address(s: &str) -> Result<Address, String> {
             "an IP-literal domain (user@[1.2.3.4]) is not accepted: use a domain name".into(),
         );
     }
-    let a = Address::from_str(s).map_err(|e| e.to_string())?;
+    // One spelling per mailbox: "é" typed precomposed or as e + U+0301 is one address.
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(s);
+    let a = Address::from_str(&nfc).map_err(|e| e.to_string())?;
     // One spelling per domain, so duplicates are found: lower case, and an
     // internationalised domain in its ASCII (punycode) form.
     let domain = idna::domain_to_ascii(a.domain())
@@ -1809,6 +1964,15 @@ pub fn parse_address(s: &str) -> Result<Address, String> {
         })?
         .to_lowercase();
     Address::new(a.user(), domain).map_err(|e| e.to_string())
+}
+
+/// The mailbox an address most likely reaches, for limits that must not be dodged by
+/// spelling: lower case, without a `+tag`, without dots in the local part. Only ever
+/// used as a key (two addresses it merges share a limit); mail goes to the address.
+pub fn canonical_mailbox(address: &Address) -> String {
+    let user = address.user().to_lowercase();
+    let user = user.split('+').next().unwrap_or_default().replace('.', "");
+    format!("{user}@{}", address.domain().to_lowercase())
 }
 
 /// Parses a cron schedule: standard 5-field cron (weekday 0-7, Sunday = 0 or 7), the

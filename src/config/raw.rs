@@ -66,6 +66,12 @@ pub(crate) struct RawWeb {
     pub(crate) subscribe_per_address: Option<Spanned<i64>>,
     /// Take the client address from X-Forwarded-For (set by a reverse proxy); default false.
     pub(crate) behind_proxy: Option<bool>,
+    /// Open connections at once; default 4096.
+    pub(crate) max_connections: Option<Spanned<i64>>,
+    /// A separate address serving `/metrics` (and `/healthz`) without a token.
+    pub(crate) metrics_listen: Option<S>,
+    /// Environment variable holding the bearer token `/metrics` asks for on `listen`.
+    pub(crate) metrics_token_env: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,6 +174,10 @@ pub(crate) struct RawSource {
     pub(crate) max_pages: Option<Spanned<i64>>,
     pub(crate) recheck_window: Option<S>,
     pub(crate) include_protected: Option<Spanned<bool>>,
+    pub(crate) allow_private: Option<Spanned<bool>>,
+    pub(crate) follow_hosts: Option<Spanned<Vec<S>>>,
+    pub(crate) max_new_items: Option<Spanned<i64>>,
+    pub(crate) gather_budget: Option<S>,
     /// Overrides `daemon.gather_every` for this source.
     pub(crate) gather_every: Option<S>,
 }

@@ -89,6 +89,66 @@ macro_rules! text_header {
     };
 }
 
+/// Longest subject kept, in characters; a longer one is cut with "…".
+const MAX_SUBJECT: usize = 200;
+
+/// Longest display name kept in To, in characters.
+const MAX_NAME: usize = 100;
+
+/// `s` as one header line of at most `max` characters.
+fn header_text(s: &str, max: usize) -> String {
+    let line = plain_line(s);
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// A Subject that cannot smuggle anything: text that already looks like an RFC 2047
+/// encoded word (`=?utf-8?q?…=0D=0A…?=`, which clients would decode into line breaks)
+/// or has a word too long to fold is itself encoded, in words folded under 78 octets.
+#[derive(Clone)]
+struct SafeSubject(String);
+
+impl Header for SafeSubject {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Subject")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(SafeSubject(s.to_owned()))
+    }
+    fn display(&self) -> HeaderValue {
+        let risky = self.0.contains("=?") || self.0.split(' ').any(|w| w.len() > 60);
+        if !risky {
+            return HeaderValue::new(Self::name(), self.0.clone());
+        }
+        HeaderValue::dangerous_new_pre_encoded(Self::name(), self.0.clone(), encoded_words(&self.0))
+    }
+}
+
+/// `text` as RFC 2047 `B` encoded words of at most 39 octets of UTF-8 each (a 64-octet
+/// word with its wrapper), one per folded line.
+fn encoded_words(text: &str) -> String {
+    use base64::Engine as _;
+    let mut words = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + 39).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let chunk = &text[start..end];
+        words.push(format!(
+            "=?utf-8?b?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(chunk)
+        ));
+        start = end;
+    }
+    words.join("\r\n ")
+}
+
 text_header!(ListId, "List-Id");
 text_header!(ListUnsubscribe, "List-Unsubscribe");
 text_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
@@ -165,7 +225,9 @@ pub fn build_message(a: &Addressing<'_>, body: &Rendered) -> Result<Outgoing, Bu
     };
     let address = crate::config::parse_address(a.email).map_err(&fail)?;
     let to = Mailbox::new(
-        a.name.map(plain_line).filter(|n| !n.is_empty()),
+        a.name
+            .map(|n| header_text(n, MAX_NAME))
+            .filter(|n| !n.is_empty()),
         address.clone(),
     );
     let domain = a.site.from.email.domain().to_owned();
@@ -182,7 +244,7 @@ pub fn build_message(a: &Addressing<'_>, body: &Rendered) -> Result<Outgoing, Bu
     let mut builder = Message::builder()
         .from(a.site.from.clone())
         .to(to)
-        .subject(plain_line(&body.subject))
+        .header(SafeSubject(header_text(&body.subject, MAX_SUBJECT)))
         .date(a.date.into())
         .message_id(Some(id.clone()))
         .header(ListId(list_id));
@@ -296,13 +358,15 @@ pub fn build_notice(n: Notice<'_>) -> Result<Outgoing, BuildError> {
         short_hash(&[n.key, &n.email.to_lowercase()])
     );
     let to = Mailbox::new(
-        n.name.map(plain_line).filter(|s| !s.is_empty()),
+        n.name
+            .map(|s| header_text(s, MAX_NAME))
+            .filter(|s| !s.is_empty()),
         address.clone(),
     );
     let builder = Message::builder()
         .from(n.site.from.clone())
         .to(to)
-        .subject(plain_line(n.subject))
+        .header(SafeSubject(header_text(n.subject, MAX_SUBJECT)))
         .date(n.date.into())
         .message_id(Some(id.clone()));
     finish(
@@ -334,5 +398,52 @@ mod tests {
             a.starts_with("<weekly.3.") && a.ends_with("@mag.example>"),
             "{a}"
         );
+    }
+
+    #[test]
+    fn encoded_word_shaped_and_huge_headers_are_encoded_folded_and_capped() {
+        let smuggle = "=?utf-8?q?Hi=0D=0ABcc:_victim@example.net?=";
+        let long_word = "x".repeat(100_000);
+        for subject in [
+            smuggle.to_owned(),
+            long_word.clone(),
+            format!("{smuggle} {long_word}"),
+        ] {
+            let name = format!("{smuggle}{}", "n".repeat(100_000));
+            let m = Message::builder()
+                .from("digest@example.org".parse().expect("address"))
+                .to(Mailbox::new(
+                    Some(header_text(&name, MAX_NAME)),
+                    "ann@example.org".parse().expect("address"),
+                ))
+                .header(SafeSubject(header_text(&subject, MAX_SUBJECT)))
+                .body(String::from("body"))
+                .expect("message");
+            let raw = m.formatted();
+            let text = String::from_utf8_lossy(&raw);
+            let head = &text[..text.find("\r\n\r\n").expect("header end")];
+            let over: Vec<&str> = head.lines().filter(|l| l.len() > 78).collect();
+            assert!(over.is_empty(), "{over:?}");
+            assert!(!head.contains("=?utf-8?q?Hi"), "passed raw:\n{head}");
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&raw[..])
+                .expect("parses");
+            let got = parsed.subject().expect("subject");
+            assert_eq!(
+                got,
+                header_text(&subject, MAX_SUBJECT),
+                "decodes to what was meant"
+            );
+            assert!(!got.contains('\n') && !got.contains('\r'));
+            let to = parsed
+                .to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.name())
+                .expect("name");
+            assert!(
+                to.starts_with(smuggle) && to.chars().count() == MAX_NAME,
+                "{to}"
+            );
+        }
     }
 }

@@ -578,6 +578,7 @@ mod tests {
                     essays: vec![],
                     replies: vec![],
                     subscribers: ids,
+                    more_essays: 0,
                 },
                 now,
             )

@@ -252,8 +252,8 @@ pub async fn gather_some(
             _ => chrono::Duration::zero(),
         };
         let memory = store.source_memory(src.name(), now, recent)?;
-        let ctx = GatherContext {
-            http: http.clone(),
+        let mut ctx = GatherContext {
+            http: source::Fetcher::new(http.clone(), src),
             cache: memory.validators,
             comment_feeds: memory.comment_feeds,
             known_essays: memory.essays,
@@ -267,6 +267,7 @@ pub async fn gather_some(
         let permits = permits.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
+            ctx.http.start();
             (i, source::gather(&src, &ctx).await)
         });
     }
@@ -283,7 +284,16 @@ pub async fn gather_some(
         let name = config.sources[i].name().to_owned();
         let result = match result {
             Ok(g) => {
-                let added = store.upsert_gathered(&name, &g, now)?;
+                let max_new = match &config.sources[i] {
+                    SourceConfig::Feed(f) => f.limits.max_new_items,
+                    SourceConfig::WordPress(w) => w.limits.max_new_items,
+                    SourceConfig::Folder(_) => usize::MAX,
+                };
+                let added = store.upsert_gathered_capped(&name, &g, now, max_new)?;
+                if added.held > 0 {
+                    tracing::warn!(source = %name, held = added.held, max_new_items = max_new,
+                        "More new items than the source's `max_new_items`; the rest come with the next gathers.");
+                }
                 if let Some(route) = &g.route {
                     tracing::warn!(source = %name, route = %route, "Source gathered on its fallback route.");
                 }
@@ -382,7 +392,12 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         }
         for ed in store.unfinished_editions(&digest.name)? {
             let (essays, replies) = store.edition_items(ed.id)?;
-            let sel = Selection { essays, replies };
+            let more_essays = store.edition_more_essays(ed.id)?;
+            let sel = Selection {
+                essays,
+                replies,
+                more_essays,
+            };
             let maker = run.maker(digest, ed.number, ed.scheduled_for, run.view(&store, &sel)?)?;
             tracing::info!(digest = %digest.name, edition = ed.number, "Resuming unfinished edition.");
             let tally = run.deliver_edition(&mut store, &ed, maker, false).await?;
@@ -647,6 +662,7 @@ impl Run<'_> {
                 essays: sel.essays.iter().map(|e| e.id).collect(),
                 replies: sel.replies.iter().map(|r| r.id).collect(),
                 subscribers: subscribers.iter().map(|s| s.id).collect(),
+                more_essays: sel.more_essays,
             },
             at,
         )?;
@@ -802,7 +818,12 @@ impl Run<'_> {
         if sel.is_empty() {
             if let Some(p) = &prev {
                 let (essays, replies) = store.edition_items(p.id)?;
-                sel = Selection { essays, replies };
+                let more_essays = store.edition_more_essays(p.id)?;
+                sel = Selection {
+                    essays,
+                    replies,
+                    more_essays,
+                };
             }
         }
         if sel.is_empty() {

@@ -49,7 +49,11 @@ pub(super) async fn drop_retracted(
         if store.source_route(&wp.name)?.is_some() {
             continue;
         }
-        let http = HttpClient::new(config.http.clone(), &config.site.base_url)?;
+        let client = HttpClient::new(config.http.clone(), &config.site.base_url)?;
+        let http = source::Fetcher::new(
+            std::sync::Arc::new(client),
+            &crate::config::SourceConfig::WordPress(wp.clone()),
+        );
         let ids = |v: &[(i64, u64)]| v.iter().map(|(_, id)| *id).collect::<Vec<_>>();
         match source::wordpress::retracted(wp, &http, &root, &ids(&posts), &ids(&comments)).await {
             Ok((p, c)) => {

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use quick_xml::events::Event;
 
 use super::http::{Fetched, Validators};
@@ -17,6 +18,9 @@ use super::normalize::{html_line, html_to_line, sanitize_html};
 use super::{dates, sniff};
 use super::{Essay, FetchRecord, GatherContext, Gathered, Reply, SourceError, Unplaced};
 use crate::config::{plain_line, FeedSourceConfig};
+
+/// Comment feeds in flight at once for one source (each host still gets `http.per_host`).
+const COMMENT_FEEDS_AT_ONCE: usize = 8;
 
 /// What a feed request accepts.
 pub const ACCEPT: &str = "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1";
@@ -475,12 +479,20 @@ async fn fetch_feed(
     match ctx.http.get(url, ctx.validators(url), ACCEPT).await? {
         Fetched::NotModified => Ok(None),
         Fetched::Body(body) => {
-            let items = parse_typed(&body.bytes, &body.final_url, body.content_type.as_deref())
-                .map_err(|message| SourceError::Feed {
-                    url: url.to_owned(),
-                    message,
-                })?;
-            Ok(Some((items, body.validators)))
+            // Parsing and sanitising are CPU work: off the async workers, so timers and
+            // the web endpoint keep answering while a large feed is cleaned.
+            let validators = body.validators;
+            let (bytes, final_url, content_type) = (body.bytes, body.final_url, body.content_type);
+            let parsed = tokio::task::spawn_blocking(move || {
+                parse_typed(&bytes, &final_url, content_type.as_deref())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("parsing stopped unexpectedly: {e}")));
+            let items = parsed.map_err(|message| SourceError::Feed {
+                url: url.to_owned(),
+                message,
+            })?;
+            Ok(Some((items, validators)))
         }
     }
 }
@@ -579,10 +591,34 @@ pub async fn gather(cfg: &FeedSourceConfig, ctx: &GatherContext) -> Result<Gathe
             });
         }
     };
-    for (essay, url) in &comment_feeds {
+    // Comment feeds are named by the feed, so by whoever wrote it: each must be on the
+    // source's own site (the public-address check follows at connect time). A refusal is
+    // the operator's to see, once per gather.
+    comment_feeds.retain(|(_, url)| match ctx.http.in_scope(url) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(source = %cfg.name, error = %e, "Comment feed not fetched.");
+            false
+        }
+    });
+    // Fetched together (the client keeps to `http.per_host` per host), in order.
+    let fetches: Vec<_> = comment_feeds
+        .iter()
+        .cloned()
+        .map(|(essay, url)| async move {
+            let result = fetch_feed(ctx, &url).await;
+            (essay, url, result)
+        })
+        .collect();
+    let fetched: Vec<_> = futures_util::stream::iter(fetches)
+        .buffered(COMMENT_FEEDS_AT_ONCE)
+        .collect()
+        .await;
+    for (essay, url, result) in fetched {
+        let (essay, url) = (essay.as_str(), url.as_str());
         // A discovered comment feed that fails (a deleted post's 404, a flaky host) must
         // not block the essays: its replies come with a later gather.
-        match fetch_feed(ctx, url).await {
+        match result {
             Ok(Some((items, validators))) => {
                 place(items, Some(essay), &mut out);
                 out.fetches

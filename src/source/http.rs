@@ -1,11 +1,14 @@
 //! The one HTTP client every web source shares: polite (a User-Agent that names Gazette
 //! and the publication, conditional requests, a per-host concurrency limit, Retry-After
 //! honoured) and defensive (timeouts, a response-size cap, at most 5 redirects and only
-//! to http/https, retries with jittered backoff on 5xx, timeouts and resets).
+//! to http/https, retries with jittered backoff on 5xx, timeouts and resets, and the
+//! fetch policy of [`super::policy`] on every URL, redirect and resolved address).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::policy::{self, GuardedResolver};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::StatusCode;
@@ -28,6 +31,9 @@ pub struct HttpSettings {
     pub per_host: usize,
     /// First backoff delay; doubled each retry, with jitter.
     pub backoff: Duration,
+    /// Hosts (`host:port` for IP literals) whose private addresses may be fetched: those
+    /// of sources configured with `allow_private = true`.
+    pub private_ok: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -40,6 +46,7 @@ impl Default for HttpSettings {
             max_retry_after: Duration::from_secs(120),
             per_host: 2,
             backoff: Duration::from_millis(500),
+            private_ok: Vec::new(),
         }
     }
 }
@@ -104,6 +111,22 @@ pub enum HttpError {
         /// The cap.
         limit: u64,
     },
+    /// The fetch policy refused the address (see `source::policy`).
+    #[error("{url}: not fetched: {reason}")]
+    Refused {
+        /// The URL.
+        url: String,
+        /// Why, and what to configure if it is wanted.
+        reason: String,
+    },
+    /// The source's time budget ran out before this fetch finished.
+    #[error(
+        "{url}: not fetched: the source's time budget for this gather (`gather_budget`) ran out"
+    )]
+    OutOfTime {
+        /// The URL.
+        url: String,
+    },
     /// Connecting, reading or redirecting failed.
     #[error("{url}: {reason}")]
     Network {
@@ -128,6 +151,7 @@ impl HttpError {
 pub struct HttpClient {
     client: reqwest::Client,
     settings: HttpSettings,
+    private_ok: Arc<HashSet<String>>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
@@ -141,14 +165,19 @@ impl HttpClient {
             "Gazette/{} (+{site_url}; e-mail digests)",
             env!("CARGO_PKG_VERSION")
         );
-        let policy = reqwest::redirect::Policy::custom(|attempt| {
-            let scheme = attempt.url().scheme().to_owned();
+        let private_ok: Arc<HashSet<String>> =
+            Arc::new(settings.private_ok.iter().cloned().collect());
+        let allowed = private_ok.clone();
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= 5 {
-                attempt.error("more than 5 redirects")
-            } else if scheme != "http" && scheme != "https" {
-                attempt.error(format!("redirect to a {scheme}: URL refused"))
-            } else {
-                attempt.follow()
+                return attempt.error("more than 5 redirects");
+            }
+            match policy::check_url(attempt.url(), &allowed) {
+                Ok(()) => attempt.follow(),
+                Err(refusal) => {
+                    let to = attempt.url().to_string();
+                    attempt.error(policy::Refusal(format!("redirect to {to}: {refusal}")))
+                }
             }
         });
         let client = reqwest::Client::builder()
@@ -156,6 +185,11 @@ impl HttpClient {
             .timeout(settings.timeout)
             .connect_timeout(settings.connect_timeout)
             .redirect(policy)
+            // Every name is resolved through the policy; a proxy would resolve it instead.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                private_ok: private_ok.clone(),
+            }))
             .build()
             .map_err(|e| HttpError::Network {
                 url: String::new(),
@@ -164,6 +198,7 @@ impl HttpClient {
         Ok(HttpClient {
             client,
             settings,
+            private_ok,
             hosts: Mutex::new(HashMap::new()),
         })
     }
@@ -186,6 +221,17 @@ impl HttpClient {
         validators: Option<&Validators>,
         accept: &str,
     ) -> Result<Fetched, HttpError> {
+        self.get_until(url, validators, accept, None).await
+    }
+
+    /// [`HttpClient::get`], giving up rather than waiting past `deadline` for a retry.
+    pub async fn get_until(
+        &self,
+        url: &str,
+        validators: Option<&Validators>,
+        accept: &str,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Fetched, HttpError> {
         let parsed = url::Url::parse(url).map_err(|e| HttpError::BadUrl {
             url: url.to_owned(),
             reason: e.to_string(),
@@ -196,6 +242,10 @@ impl HttpClient {
                 reason: format!("{}: is not allowed", parsed.scheme()),
             });
         }
+        policy::check_url(&parsed, &self.private_ok).map_err(|r| HttpError::Refused {
+            url: url.to_owned(),
+            reason: r.0,
+        })?;
         let host = parsed.host_str().unwrap_or_default().to_owned();
         let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(accept) {
@@ -246,6 +296,10 @@ impl HttpClient {
                     base.mul_f64(0.5 + fastrand::f64() / 2.0)
                 }
             };
+            // A wait the source's budget cannot afford ends the fetch now, not later.
+            if deadline.is_some_and(|d| tokio::time::Instant::now() + delay > d) {
+                return Err(error);
+            }
             tracing::warn!(url, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %error, "Retrying fetch.");
             tokio::time::sleep(delay).await;
             attempt += 1;
@@ -254,6 +308,12 @@ impl HttpClient {
 
     async fn once(&self, url: &str, headers: HeaderMap) -> Result<Fetched, Retry> {
         let network = |e: reqwest::Error| {
+            if let Some(reason) = policy::refusal_in(&e) {
+                return Retry::Fail(HttpError::Refused {
+                    url: url.to_owned(),
+                    reason,
+                });
+            }
             let err = HttpError::Network {
                 url: url.to_owned(),
                 reason: crate::error_chain(&e),

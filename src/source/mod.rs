@@ -1,6 +1,7 @@
 //! Sources fetch essays and replies from one configured place, normalise and sanitise
 //! them, and return plain values. They never write the store or know about digests.
 
+pub mod bound;
 pub mod dates;
 pub mod feed;
 pub mod folder;
@@ -8,6 +9,7 @@ pub mod http;
 pub mod identity;
 pub mod jsonfeed;
 pub mod normalize;
+pub mod policy;
 pub mod prose;
 pub mod sniff;
 pub mod wordpress;
@@ -140,11 +142,84 @@ impl FetchRecord {
     }
 }
 
+/// One source's way to the web: the shared client, held to the source's own site
+/// ([`policy::SiteScope`]) and to its time budget for this gather.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Arc<HttpClient>,
+    scope: policy::SiteScope,
+    budget: std::time::Duration,
+    deadline: tokio::time::Instant,
+}
+
+impl Fetcher {
+    /// A fetcher for the source `config`; its budget starts now (see [`Fetcher::start`]).
+    pub fn new(client: Arc<HttpClient>, config: &SourceConfig) -> Fetcher {
+        let (urls, limits): (Vec<&str>, Option<&crate::config::SourceLimits>) = match config {
+            SourceConfig::Feed(f) => (
+                std::iter::once(f.url.as_str())
+                    .chain(f.comments_url.as_deref())
+                    .collect(),
+                Some(&f.limits),
+            ),
+            SourceConfig::WordPress(w) => (vec![w.base_url.as_str()], Some(&w.limits)),
+            SourceConfig::Folder(_) => (Vec::new(), None),
+        };
+        let defaults = crate::config::SourceLimits::default();
+        let limits = limits.unwrap_or(&defaults);
+        Fetcher {
+            client,
+            scope: policy::SiteScope::new(urls, &limits.follow_hosts),
+            budget: limits.gather_budget,
+            deadline: tokio::time::Instant::now() + limits.gather_budget,
+        }
+    }
+
+    /// Starts the budget afresh: called when the gather really begins (after waiting
+    /// for a gather slot).
+    pub fn start(&mut self) {
+        self.deadline = tokio::time::Instant::now() + self.budget;
+    }
+
+    /// Whether `url` is on the source's site; the refusal says what to configure.
+    pub fn in_scope(&self, url: &str) -> Result<(), HttpError> {
+        self.scope.check(url).map_err(|r| HttpError::Refused {
+            url: url.to_owned(),
+            reason: r.0,
+        })
+    }
+
+    /// GETs `url` if it is on the source's site, within the source's budget.
+    pub async fn get(
+        &self,
+        url: &str,
+        validators: Option<&Validators>,
+        accept: &str,
+    ) -> Result<http::Fetched, HttpError> {
+        self.in_scope(url)?;
+        let fetch = self
+            .client
+            .get_until(url, validators, accept, Some(self.deadline));
+        tokio::time::timeout_at(self.deadline, fetch)
+            .await
+            .unwrap_or_else(|_| {
+                Err(HttpError::OutOfTime {
+                    url: url.to_owned(),
+                })
+            })
+    }
+
+    /// The shared client, for requests outside a gather's budget.
+    pub fn client(&self) -> &Arc<HttpClient> {
+        &self.client
+    }
+}
+
 /// What a source may know from earlier gathers; read from the store by the caller.
 #[derive(Clone)]
 pub struct GatherContext {
-    /// The shared HTTP client.
-    pub http: Arc<HttpClient>,
+    /// The HTTP client, scoped to this source.
+    pub http: Fetcher,
     /// Validators per URL from earlier fetches of this source.
     pub cache: HashMap<String, Validators>,
     /// Comment feeds found earlier: (url, essay key).

@@ -169,6 +169,8 @@ pub fn markdown_to_html(markdown: &str, base_url: Option<&str>) -> String {
 /// Sanitises HTML from any source: no script, style, iframe, event handlers or
 /// `javascript:` URLs survive; links open safely and become absolute.
 pub fn sanitize_html(input: &str, base_url: Option<&str>) -> String {
+    // Size and depth first: the parser's cost grows with the square of the nesting.
+    let input = super::bound::bound_html(input);
     let mut builder = ammonia::Builder::default();
     builder.link_rel(Some("noopener noreferrer"));
     // Only web and mail links reach a reader (ammonia's default list also has ftp:,
@@ -180,7 +182,7 @@ pub fn sanitize_html(input: &str, base_url: Option<&str>) -> String {
         Some(b) => builder.url_relative(ammonia::UrlRelative::RewriteWithBase(b)),
         None => builder.url_relative(ammonia::UrlRelative::Deny),
     };
-    tidy_html(builder.clean(input).to_string().trim())
+    tidy_html(builder.clean(&input).to_string().trim())
 }
 
 /// Collapses runs of spaces in the text of HTML (outside tags and `<pre>`), the same
@@ -234,9 +236,9 @@ pub fn html_line(s: &str) -> String {
 /// without addresses, no emphasis markers; not yet joined into one line.
 pub fn html_to_line(input: &str) -> String {
     memo(3, &[input], 0, || {
-        let cut = truncate_at_char(input, MAX_TEXT_INPUT);
-        super::prose::convert(cut, super::prose::Shape::Line, 10_000)
-            .unwrap_or_else(|| strip_tags(cut))
+        let cut = super::bound::bound_html(truncate_at_char(input, MAX_TEXT_INPUT));
+        super::prose::convert(&cut, super::prose::Shape::Line, 10_000)
+            .unwrap_or_else(|| strip_tags(&cut))
             .trim()
             .to_owned()
     })

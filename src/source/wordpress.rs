@@ -25,10 +25,10 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
-use super::http::{Fetched, HttpClient, HttpError};
+use super::http::{Fetched, HttpError};
 use super::identity::normalize_ref;
 use super::normalize::{html_line, sanitize_html};
-use super::{Essay, GatherContext, Gathered, Reply, SourceError};
+use super::{Essay, Fetcher, GatherContext, Gathered, Reply, SourceError};
 use crate::config::{plain_line, FeedSourceConfig, WordPressSourceConfig};
 
 /// The post fields Gazette uses; `_links` and `_embedded` carry the embedded author.
@@ -198,7 +198,7 @@ impl From<HttpError> for RestError {
 }
 
 async fn get_json<T: for<'de> Deserialize<'de>>(
-    http: &HttpClient,
+    http: &Fetcher,
     url: &str,
 ) -> Result<(T, HashMap<String, String>), RestError> {
     match http.get(url, None, JSON).await? {
@@ -227,7 +227,7 @@ async fn get_json<T: for<'de> Deserialize<'de>>(
 
 /// Reads every page of a list (100 a page, at most `max_pages`).
 async fn get_pages<T: for<'de> Deserialize<'de>>(
-    http: &HttpClient,
+    http: &Fetcher,
     first_url: &str,
     max_pages: u32,
 ) -> Result<Vec<T>, RestError> {
@@ -254,7 +254,7 @@ async fn get_pages<T: for<'de> Deserialize<'de>>(
 
 /// Fetches the given ids in full, 100 a request.
 async fn get_included<T: for<'de> Deserialize<'de>>(
-    http: &HttpClient,
+    http: &Fetcher,
     api: &Api,
     route: &str,
     ids: &[u64],
@@ -352,10 +352,7 @@ impl Seen {
 }
 
 /// The home page: where the REST root and the permalink style are read.
-async fn discover(
-    cfg: &WordPressSourceConfig,
-    http: &HttpClient,
-) -> Result<Option<Api>, SourceError> {
+async fn discover(cfg: &WordPressSourceConfig, http: &Fetcher) -> Result<Option<Api>, SourceError> {
     let home = format!("{}/", cfg.base_url);
     let fetched = match http.get(&home, None, "text/html").await {
         // A home page that answers with an error names no API; the feeds may still work.
@@ -619,6 +616,7 @@ async fn fall_back_to_feeds(
         comments_url: Some(comments_url),
         comment_feeds: true,
         comment_feed_limit: 20,
+        limits: cfg.limits.clone(),
     };
     let mut out = super::feed::gather(&feed, ctx).await?;
     for e in &mut out.essays {
@@ -650,7 +648,7 @@ async fn fall_back_to_feeds(
 /// the source mails them.
 pub async fn retracted(
     cfg: &WordPressSourceConfig,
-    http: &HttpClient,
+    http: &Fetcher,
     api_root: &str,
     posts: &[u64],
     comments: &[u64],

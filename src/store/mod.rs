@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema4.sql"),
     include_str!("schema5.sql"),
     include_str!("schema6.sql"),
+    include_str!("schema7.sql"),
 ];
 
 /// A store operation failed.
@@ -268,6 +269,8 @@ pub struct NewEdition {
     pub replies: Vec<i64>,
     /// Subscriber row ids who get a delivery row.
     pub subscribers: Vec<i64>,
+    /// Essays of the window left out by `max_essays` ("and N more").
+    pub more_essays: usize,
 }
 
 /// A source's gather history, for `status`.
@@ -298,6 +301,8 @@ pub struct Added {
     pub replies: usize,
     /// Replies of the source still waiting for their essay.
     pub unplaced: usize,
+    /// New items left for a later gather by the source's `max_new_items`.
+    pub held: usize,
 }
 
 /// What the store remembers about a source, for its next gather.
@@ -550,6 +555,20 @@ impl Store {
         g: &Gathered,
         now: DateTime<Utc>,
     ) -> Result<Added> {
+        self.upsert_gathered_capped(source, g, now, usize::MAX)
+    }
+
+    /// [`Store::upsert_gathered`], taking at most `max_new` new essays (and ten times
+    /// that many new replies) that would be news; the rest are held for a later gather,
+    /// and the source's feeds are then fetched without validators until they are in.
+    pub fn upsert_gathered_capped(
+        &mut self,
+        source: &str,
+        g: &Gathered,
+        now: DateTime<Utc>,
+        max_new: usize,
+    ) -> Result<Added> {
+        let max_new_replies = max_new.saturating_mul(10);
         let now_s = ts(now);
         let tx = self
             .conn
@@ -586,6 +605,11 @@ impl Store {
                     .query_row(params![source, e.key], |_| Ok(()))
                     .optional()?
                     .is_none();
+                // Archive (first gather, context) is never news, so never capped.
+                if new && !backfill && added.essays >= max_new {
+                    added.held += 1;
+                    continue;
+                }
                 upsert_e.execute(params![
                     source,
                     e.key,
@@ -621,6 +645,10 @@ impl Store {
                     .query_row(params![source, r.key], |_| Ok(()))
                     .optional()?
                     .is_none();
+                if new && !first_gather && added.replies >= max_new_replies {
+                    added.held += 1;
+                    continue;
+                }
                 upsert_r.execute(params![
                     source,
                     r.key,
@@ -674,7 +702,13 @@ impl Store {
             let mut unchanged =
                 tx.prepare_cached("UPDATE http_cache SET fetched_at = ?2 WHERE url = ?1")?;
             for f in &g.fetches {
-                match &f.validators {
+                // Held items must come back: the next fetch asks for the whole feed.
+                let none = Validators::default();
+                let validators = match &f.validators {
+                    Some(_) if added.held > 0 => Some(&none),
+                    v => v.as_ref(),
+                };
+                match validators {
                     Some(v) => fetched.execute(params![
                         f.url,
                         source,
@@ -1275,9 +1309,9 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let number = e.number;
         let inserted = tx.execute(
-            "INSERT OR IGNORE INTO edition (digest, number, scheduled_for, window_from, window_to, created_at, audience)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![e.digest, number, ts(e.scheduled_for), ts(e.window_from), ts(e.window_to), ts(now), e.audience],
+            "INSERT OR IGNORE INTO edition (digest, number, scheduled_for, window_from, window_to, created_at, audience, more_essays)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![e.digest, number, ts(e.scheduled_for), ts(e.window_from), ts(e.window_to), ts(now), e.audience, e.more_essays as i64],
         )?;
         if inserted == 0 {
             return Ok(None);
@@ -1307,6 +1341,16 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(Some(edition_from_raw(row)?))
+    }
+
+    /// How many essays of its window an edition left out ("and N more").
+    pub fn edition_more_essays(&self, edition_id: i64) -> Result<usize> {
+        let n: i64 = self.conn.query_row(
+            "SELECT more_essays FROM edition WHERE id = ?1",
+            [edition_id],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// The essays and replies frozen into an edition, in their stored order.
@@ -1857,6 +1901,7 @@ mod tests {
                     essays: vec![],
                     replies: vec![],
                     subscribers: vec![sub],
+                    more_essays: 0,
                 },
                 now,
             )

@@ -6,6 +6,7 @@
 //! link scanners that follow every URL in a message unsubscribe nobody. Pages are Tera
 //! templates (`templates/web/`, with built-in defaults) with every value escaped.
 
+pub mod listen;
 mod metrics;
 
 use std::collections::HashSet;
@@ -29,6 +30,9 @@ use crate::store::{Store, StoreError};
 use crate::token::{Claims, Links, Purpose, TokenError};
 
 pub use metrics::render as render_metrics;
+
+/// Longest name kept from the sign-up form, in characters.
+const MAX_FORM_NAME: usize = 100;
 
 /// A confirmation link is good for this long.
 const CONFIRM_FOR: chrono::Duration = chrono::Duration::days(7);
@@ -339,6 +343,8 @@ fn router(app: Shared) -> Router {
         )
         .route("/subscribe", get(subscribe_page).post(subscribe))
         .route("/confirm/{token}", get(confirm_page).post(confirm))
+        // The forms are a few fields; nothing a browser sends them comes near this.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }
@@ -425,18 +431,44 @@ pub async fn serve_on(
         behind_proxy: web.behind_proxy,
         web,
     });
+
+    let limits = listen::Limits {
+        max_connections: app.web.max_connections,
+        ..listen::Limits::default()
+    };
+    // The operator's own address for metrics, off the public one; it stops with it.
+    let (stopped, _) = tokio::sync::watch::channel(false);
+    if let Some(addr) = app.web.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| WebError::Bind { addr, source })?;
+        let at = metrics_listener.local_addr().map_err(WebError::Serve)?;
+        tracing::info!(
+            "Metrics on http://{at}/metrics (no token asked: keep this address private)."
+        );
+        let routes = Router::new()
+            .route("/metrics", get(open_metrics))
+            .route("/healthz", get(healthz))
+            .layer(axum::middleware::map_response(security_headers))
+            .with_state(app.clone());
+        let mut done = stopped.subscribe();
+        tokio::spawn(listen::serve(
+            metrics_listener,
+            routes,
+            limits,
+            async move {
+                let _ = done.wait_for(|d| *d).await;
+            },
+        ));
+    }
     let local = listener.local_addr().map_err(WebError::Serve)?;
     tracing::info!(
         "Web endpoint listening on http://{local} (public address {}).",
         app.web.base_url
     );
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop)
-    .await
-    .map_err(WebError::Serve)
+    listen::serve(listener, router(app), limits, stop).await;
+    let _ = stopped.send(true);
+    Ok(())
 }
 
 async fn healthz(State(app): State<Shared>) -> Response {
@@ -450,7 +482,43 @@ async fn healthz(State(app): State<Shared>) -> Response {
     app.respond(answer)
 }
 
-async fn metrics(State(app): State<Shared>) -> Response {
+/// `/metrics` on the public listener: only with `metrics_token_env` set and its bearer
+/// token given (the counts are the operator's, not the readers').
+async fn metrics(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    let Some(token) = &app.web.metrics_token else {
+        return app.respond(Answer::Text(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "Not found. Metrics are served on `web.metrics_listen`, or here with `web.metrics_token_env`.\n".into(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes()) {
+        let mut r = app.respond(Answer::Text(
+            StatusCode::UNAUTHORIZED,
+            "text/plain; charset=utf-8",
+            "Metrics need `Authorization: Bearer <token>` (the value of `web.metrics_token_env`).\n".into(),
+        ));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"gazette-metrics\""),
+        );
+        return r;
+    }
+    open_metrics(State(app)).await
+}
+
+/// Compares without stopping at the first difference, so timing tells nothing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `/metrics` where no token is asked: the `metrics_listen` address.
+async fn open_metrics(State(app): State<Shared>) -> Response {
     let answer = match app.db(|s| s.figures()).await {
         Ok(f) => Answer::Text(
             StatusCode::OK,
@@ -700,14 +768,16 @@ async fn subscribe(
             .unwrap_or_default()
     };
     let (raw_email, raw_name) = (field("email"), field("name"));
-    let email = match crate::config::parse_address(&raw_email) {
+    let parsed = crate::config::parse_address(&raw_email);
+    let mailbox = parsed.as_ref().ok().map(crate::config::canonical_mailbox);
+    let email = match parsed {
         Ok(a) => a.to_string(),
         Err(_) => {
             let msg = "That does not look like an e-mail address; please check it.";
             return app.respond(subscribe_form(&app, Some(msg), &raw_email, &raw_name));
         }
     };
-    let name: String = plain_line(&raw_name).chars().take(200).collect();
+    let name: String = plain_line(&raw_name).chars().take(MAX_FORM_NAME).collect();
     let ticked: HashSet<&str> = fields
         .iter()
         .filter(|(n, _)| n == "digest")
@@ -731,7 +801,12 @@ async fn subscribe(
         &[format!("If {email} can receive mail, a message with a confirmation link is on its way. Your subscription starts when you follow it.")],
     );
     app.per_address.retain_recent();
-    if app.per_address.check_key(&email.to_lowercase()).is_err() {
+    // Keyed on the mailbox, so `ada+1@`, `a.da@` and `ADA@` share one allowance.
+    if app
+        .per_address
+        .check_key(&mailbox.unwrap_or_else(|| email.to_lowercase()))
+        .is_err()
+    {
         // Same answer as a success: no mail-bombing an address, and nothing learnt.
         tracing::warn!("Sign-up not mailed: too many confirmations asked for one address.");
         return app.respond(check_inbox);
@@ -764,7 +839,10 @@ async fn subscribe(
 async fn send_confirmation(app: &App, signup: i64, email: &str, name: &str, digests: &[String]) {
     let titles: Vec<String> = digests.iter().map(|d| app.digest_title(d)).collect();
     let mut c = app.base_context();
-    c.insert("name", &Some(name).filter(|n| !n.is_empty()));
+    // The address is not confirmed yet: nothing a stranger typed (the name) goes into
+    // the message or its To header, so the form cannot relay text to a third party.
+    let _ = name;
+    c.insert("name", &None::<String>);
     c.insert("digests", &titles);
     c.insert("confirm_url", &app.links.confirm(signup));
     let bodies = app
@@ -783,7 +861,7 @@ async fn send_confirmation(app: &App, signup: i64, email: &str, name: &str, dige
     let built = deliver::build_notice(Notice {
         site: &app.config.site,
         email,
-        name: Some(name).filter(|n| !n.is_empty()),
+        name: None,
         subject: &subject,
         text,
         html,

@@ -243,13 +243,13 @@ digests = ["once", "skip", "within"]
 }
 
 /// The real binary as a daemon, its stderr captured to a file.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     log: std::path::PathBuf,
 }
 
 impl Daemon {
-    fn start(site: &Site, name: &str) -> Daemon {
+    pub(crate) fn start(site: &Site, name: &str) -> Daemon {
         Daemon::start_with(site, name, &[])
     }
 
@@ -267,7 +267,7 @@ impl Daemon {
         Daemon { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -281,7 +281,7 @@ impl Daemon {
     }
 
     /// Waits until `cond` holds; it is given the log so far.
-    fn wait_for(&mut self, what: &str, mut cond: impl FnMut(&str) -> bool) {
+    pub(crate) fn wait_for(&mut self, what: &str, mut cond: impl FnMut(&str) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !cond(&self.log()) {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -300,7 +300,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit code (within 30 s).
-    fn stop(mut self) -> (i32, String) {
+    pub(crate) fn stop(mut self) -> (i32, String) {
         self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -12,7 +12,7 @@ use crate::common::{Mail, Site};
 
 /// The shipped publication with a `[web]` table (public address as in production; the
 /// tests talk to the loopback port instead, like a reverse proxy would).
-fn site_with_web(extra: &str) -> Site {
+pub(crate) fn site_with_web(extra: &str) -> Site {
     let site = Site::new();
     site.edit(
         "config.toml",
@@ -23,17 +23,19 @@ fn site_with_web(extra: &str) -> Site {
 }
 
 /// `gazette serve`, stopped (SIGTERM) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
+    /// The `web.metrics_listen` address, when one is configured.
+    pub(crate) metrics: Option<String>,
 }
 
 impl Server {
-    fn start(site: &Site) -> Server {
+    pub(crate) fn start(site: &Site) -> Server {
         Server::start_env(site, &[])
     }
 
-    fn start_env(site: &Site, env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_env(site: &Site, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gazette"))
             .args(["-vv", "serve"])
             .envs(env.iter().copied())
@@ -45,19 +47,24 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut metrics = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("Metrics on http://").nth(1) {
+                    metrics = rest.split('/').next().map(str::to_owned);
+                }
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_owned());
+                    let _ = tx.send((addr.to_owned(), metrics.take()));
                 }
             }
         });
-        let addr = rx
+        let (addr, metrics) = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("gazette serve said where it listens");
         Server {
             child,
             base: format!("http://{addr}"),
+            metrics: metrics.map(|m| format!("http://{m}")),
         }
     }
 
@@ -80,7 +87,7 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -88,12 +95,12 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn get(url: &str) -> (u16, String) {
+pub(crate) async fn get(url: &str) -> (u16, String) {
     let r = client().get(url).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn post(url: &str, form: &[(&str, &str)]) -> (u16, String) {
+pub(crate) async fn post(url: &str, form: &[(&str, &str)]) -> (u16, String) {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
@@ -117,7 +124,7 @@ fn one_click_link(m: &Mail) -> String {
         .to_owned()
 }
 
-fn link_in(text: &str, marker: &str) -> String {
+pub(crate) fn link_in(text: &str, marker: &str) -> String {
     let start = text
         .find(marker)
         .unwrap_or_else(|| panic!("{marker} in {text}"));
@@ -527,11 +534,16 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, label: (&str, &str)) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text_and_move_when_an_edition_is_sent() {
-    let site = site_with_web("");
+    let site = site_with_web("metrics_listen = \"127.0.0.1:0\"");
     let server = Server::start(&site);
+    let metrics = server.metrics.clone().expect("metrics address logged");
     let (status, health) = get(&format!("{}/healthz", server.base)).await;
     assert_eq!((status, health.as_str()), (200, "ok\n"));
-    let (status, before) = get(&format!("{}/metrics", server.base)).await;
+    // Not on the public listener: the counts are the operator's.
+    let (status, public) = get(&format!("{}/metrics", server.base)).await;
+    assert_eq!(status, 404, "{public}");
+    assert!(!public.contains("gazette_"), "{public}");
+    let (status, before) = get(&format!("{metrics}/metrics")).await;
     assert_eq!(status, 200);
     let before = scrape(&before);
     assert_eq!(
@@ -540,7 +552,7 @@ async fn metrics_parse_as_prometheus_text_and_move_when_an_edition_is_sent() {
     );
 
     assert_eq!(site.gazette_async(&["send"]).await.code, 0);
-    let (_, after) = get(&format!("{}/metrics", server.base)).await;
+    let (_, after) = get(&format!("{metrics}/metrics")).await;
     let parsed = scrape(&after);
     assert_eq!(
         value(&parsed, "gazette_editions_total", ("digest", "essays")),

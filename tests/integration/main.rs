@@ -5,6 +5,7 @@ mod common;
 mod config_errors;
 mod daemon;
 mod endpoint;
+mod hostile;
 mod outages;
 mod render;
 mod send;

@@ -44,6 +44,7 @@ fn view() -> DigestView {
             ],
         }],
         reply_count: 3,
+        more_essays: 0,
     }
 }
 

@@ -142,7 +142,7 @@ async fn wordpress_feeds_gather_essays_and_comments_then_only_ask_conditionally(
     let server = MockServer::start().await;
     mount_wordpress_feeds(&server).await;
     let site = site_with(&format!(
-            "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{0}/feed/\"\ncomments_url = \"{0}/comments/feed/\"",
+            "[[source]]\nname = \"blog\"\ntype = \"feed\"\nallow_private = true\nurl = \"{0}/feed/\"\ncomments_url = \"{0}/comments/feed/\"",
             server.uri()
         ));
     let run = site.gazette_async(&["gather"]).await;
@@ -241,7 +241,7 @@ async fn a_guid_that_flips_to_https_or_an_edited_title_is_not_new() {
         .replace("On Harbour Walls", "On Harbour Walls (revised)");
     serve(&server, "/feed/", flipped, "application/rss+xml").await;
     let site = site_with(&format!(
-            "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\"\ncomment_feeds = false"
+            "[[source]]\nname = \"blog\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/feed/\"\ncomment_feeds = false"
         ));
     assert_eq!(
         site.gazette_async(&["gather"]).await.stdout.trim(),
@@ -292,7 +292,7 @@ async fn atom_threads_and_json_feed() {
     )
     .await;
     let site = site_with(&format!(
-            "[[source]]\nname = \"atom\"\ntype = \"feed\"\nurl = \"{base}/atom.xml\"\n\n[[source]]\nname = \"json\"\ntype = \"feed\"\nurl = \"{base}/feed.json\""
+            "[[source]]\nname = \"atom\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/atom.xml\"\n\n[[source]]\nname = \"json\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/feed.json\""
         ));
     let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -409,7 +409,7 @@ async fn wordpress_rest_pages_embeds_authors_threads_replies_and_asks_only_for_c
     let server = MockServer::start().await;
     mount_wordpress_rest(&server).await;
     let site = site_with(&format!(
-        "[[source]]\nname = \"wp\"\ntype = \"wordpress\"\nbase_url = \"{}\"",
+        "[[source]]\nname = \"wp\"\ntype = \"wordpress\"\nallow_private = true\nbase_url = \"{}\"",
         server.uri()
     ));
     let run = site.gazette_async(&["gather"]).await;
@@ -558,7 +558,7 @@ async fn wordpress_without_rest_api_falls_back_to_feeds() {
         serve(&server, at, fixture(file, &base), "application/rss+xml").await;
     }
     let site = site_with(&format!(
-        "[[source]]\nname = \"wp\"\ntype = \"wordpress\"\nbase_url = \"{}\"",
+        "[[source]]\nname = \"wp\"\ntype = \"wordpress\"\nallow_private = true\nbase_url = \"{}\"",
         server.uri()
     ));
     let run = site.gazette_async(&["gather"]).await;
@@ -595,7 +595,7 @@ async fn a_503_with_retry_after_is_retried() {
     )
     .await;
     let site = site_with(&format!(
-        "[[source]]\nname = \"json\"\ntype = \"feed\"\nurl = \"{}/feed.json\"",
+        "[[source]]\nname = \"json\"\ntype = \"feed\"\nallow_private = true\nurl = \"{}/feed.json\"",
         server.uri()
     ));
     let run = site.gazette_async(&["gather"]).await;
@@ -675,7 +675,7 @@ async fn hostile_sources_fail_alone_and_nothing_hostile_reaches_a_message() {
         ("latin1", "latin1.xml"),
     ]
     .iter()
-    .map(|(n, f)| format!("[[source]]\nname = \"{n}\"\ntype = \"feed\"\nurl = \"{base}/{f}\"\ncomment_feeds = false\n\n"))
+    .map(|(n, f)| format!("[[source]]\nname = \"{n}\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/{f}\"\ncomment_feeds = false\n\n"))
     .collect();
     let site = site_with(&sources);
     let run = site.gazette_async(&["gather"]).await;
@@ -710,7 +710,7 @@ async fn hostile_sources_fail_alone_and_nothing_hostile_reaches_a_message() {
     };
     failed("huge", "huge.xml", "larger than the 10485760-byte limit");
     failed("truncated", "truncated.xml", "not a valid RSS or Atom feed");
-    failed("moved", "moved.xml", "redirect to a ftp: URL refused");
+    failed("moved", "moved.xml", "ftp: URLs are never fetched");
     // The entity bomb is refused or comes out inert; either way nothing exploded.
     if run.stderr.contains("source `lol` failed") {
         failed("lol", "lol.xml", "not a valid");
@@ -780,7 +780,7 @@ async fn a_failing_comment_feed_does_not_block_the_essays() {
     .await;
     // The other essay's comment feed is gone (404 by default in wiremock).
     let site = site_with(&format!(
-        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\""
+        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/feed/\""
     ));
     let run = site.gazette_async(&["gather"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -809,7 +809,7 @@ async fn gzip_responses_are_decompressed_and_requests_per_host_are_limited() {
     // Every feed answers slowly, so overlapping requests would be visible.
     let sources: String = (0..6)
         .map(|i| {
-            format!("[[source]]\nname = \"s{i}\"\ntype = \"feed\"\nurl = \"{base}/s{i}.json\"\n\n")
+            format!("[[source]]\nname = \"s{i}\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/s{i}.json\"\n\n")
         })
         .collect();
     for i in 0..6 {

@@ -9,13 +9,13 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::Site;
 
-fn rfc822(days_ago: i64) -> String {
+pub(crate) fn rfc822(days_ago: i64) -> String {
     (gazette::time::now() - chrono::Duration::days(days_ago))
         .format("%a, %d %b %Y %H:%M:%S +0000")
         .to_string()
 }
 
-async fn serve_bytes(server: &MockServer, at: &str, body: Vec<u8>, mime: &str) {
+pub(crate) async fn serve_bytes(server: &MockServer, at: &str, body: Vec<u8>, mime: &str) {
     Mock::given(method("GET"))
         .and(path(at))
         .respond_with(ResponseTemplate::new(200).set_body_raw(body, mime))
@@ -23,7 +23,7 @@ async fn serve_bytes(server: &MockServer, at: &str, body: Vec<u8>, mime: &str) {
         .await;
 }
 
-fn site_with(sources: &str) -> Site {
+pub(crate) fn site_with(sources: &str) -> Site {
     let site = Site::new();
     site.write(
         "config.toml",
@@ -54,7 +54,7 @@ name = "Reader"
     site
 }
 
-fn rss(base: &str, items: &str) -> String {
+pub(crate) fn rss(base: &str, items: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"
 	xmlns:content="http://purl.org/rss/1.0/modules/content/"
@@ -77,7 +77,7 @@ fn rss(base: &str, items: &str) -> String {
     )
 }
 
-fn post(base: &str, id: u32, slug: &str, title: &str, date: &str, body: &str) -> String {
+pub(crate) fn post(base: &str, id: u32, slug: &str, title: &str, date: &str, body: &str) -> String {
     format!(
         r#"	<item>
 		<title>{title}</title>
@@ -92,7 +92,7 @@ fn post(base: &str, id: u32, slug: &str, title: &str, date: &str, body: &str) ->
     )
 }
 
-fn gather(site: &Site) -> (i32, String, String) {
+pub(crate) fn gather(site: &Site) -> (i32, String, String) {
     let run = site.gazette(&["gather"]);
     (run.code, run.stdout.trim().to_owned(), run.stderr)
 }
@@ -139,7 +139,7 @@ async fn a_new_source_whose_items_have_no_readable_dates_sends_nothing_first() {
     )
     .await;
     let site = site_with(&format!(
-        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\"\ncomment_feeds = false"
+        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/feed/\"\ncomment_feeds = false"
     ));
     let run = site.gazette(&["send"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -275,8 +275,8 @@ async fn site_wide_comment_feeds_with_comment_paging_place_and_thread_every_repl
     )
     .await;
     let site = site_with(&format!(
-        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\"\ncomments_url = \"{base}/comments/feed/\"\ncomment_feeds = false\n\n\
-         [[source]]\nname = \"atom\"\ntype = \"feed\"\nurl = \"{base}/feed/\"\ncomments_url = \"{base}/comments/feed/atom/\"\ncomment_feeds = false"
+        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/feed/\"\ncomments_url = \"{base}/comments/feed/\"\ncomment_feeds = false\n\n\
+         [[source]]\nname = \"atom\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/feed/\"\ncomments_url = \"{base}/comments/feed/atom/\"\ncomment_feeds = false"
     ));
     let (code, out, err) = gather(&site);
     assert_eq!(code, 0, "{err}");
@@ -434,7 +434,7 @@ async fn what_readers_see_has_no_conversion_junk() {
     )
     .await;
     let site = site_with(&format!(
-        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\""
+        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/feed/\""
     ));
     let run = site.gazette(&["send"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -542,7 +542,7 @@ async fn feeds_ordinary_readers_accept_parse_and_non_feeds_say_what_they_are() {
     )
     .await;
     let source = |name: &str, at: &str| {
-        format!("[[source]]\nname = \"{name}\"\ntype = \"feed\"\nurl = \"{base}{at}\"\ncomment_feeds = false\n\n")
+        format!("[[source]]\nname = \"{name}\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}{at}\"\ncomment_feeds = false\n\n")
     };
     let site = site_with(
         &[
@@ -619,8 +619,8 @@ async fn atom_feed_authors_and_json_feed_1_1_authors_are_used() {
     )
     .await;
     let site = site_with(&format!(
-        "[[source]]\nname = \"blogger\"\ntype = \"feed\"\nurl = \"{base}/atom.xml\"\ncomment_feeds = false\n\n\
-         [[source]]\nname = \"json\"\ntype = \"feed\"\nurl = \"{base}/feed.json\""
+        "[[source]]\nname = \"blogger\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/atom.xml\"\ncomment_feeds = false\n\n\
+         [[source]]\nname = \"json\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/feed.json\""
     ));
     let (code, out, err) = gather(&site);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -687,7 +687,7 @@ async fn no_link_in_a_message_has_a_scheme_but_http_https_or_mailto() {
     )
     .await;
     let site = site_with(&format!(
-        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nurl = \"{base}/feed/\"\ncomment_feeds = false"
+        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/feed/\"\ncomment_feeds = false"
     ));
     let run = site.gazette(&["send"]);
     assert_eq!(run.code, 0, "{}", run.stderr);

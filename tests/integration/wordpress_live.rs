@@ -22,6 +22,7 @@ timeout = "20s"
 
 [[source]]
 name = "wp"
+allow_private = true
 type = "wordpress"
 base_url = "{url}"
 {extra}
