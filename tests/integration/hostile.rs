@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::common::Mail;
 use crate::daemon::Daemon;
+use crate::endpoint::{client, get, post as post_form, site_with_web, Server};
 use crate::wild_feeds::{gather, post, rfc822, rss, serve_bytes, site_with};
 
 /// An essay item whose comment feed is `comments`.
@@ -418,4 +420,193 @@ fn deeply_nested_items_are_cleaned_in_line_while_the_endpoint_answers() {
         assert!(html.contains("deep words"), "the words are kept");
         assert!(html.matches("<div>").count() <= 128 && len < 4000, "{len}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_half_open_connections_neither_silence_healthz_nor_stay_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // This process needs the descriptors too.
+    let mut limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit.current = limit.maximum;
+    let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, limit);
+    let site = site_with_web("");
+    let server = Server::start(&site);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..1500 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // A request head that never ends.
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        idle.push(s);
+    }
+    let (status, body) = get(&format!("{}/healthz", server.base)).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    // Each is closed by the endpoint (header-read timeout, 10 s), none left open.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut closed = 0;
+    for mut s in idle {
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(_)) => continue,
+                Err(_) => panic!("{closed} of 1500 closed after 30 s"),
+            }
+        }
+        closed += 1;
+    }
+    assert_eq!(closed, 1500);
+    let (status, _) = get(&format!("{}/healthz", server.base)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_the_public_listener_need_the_bearer_token() {
+    let site = site_with_web("metrics_token_env = \"GAZETTE_TEST_METRICS\"");
+    let token = "3f9c1e7a5b2d4c6e8f0a1b3c5d7e9f11";
+    let server = Server::start_env(&site, &[("GAZETTE_TEST_METRICS", token)]);
+    let url = format!("{}/metrics", server.base);
+    let anonymous = client().get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    assert!(!anonymous.text().await.unwrap().contains("gazette_"));
+    let wrong = client()
+        .get(&url)
+        .bearer_auth("0".repeat(32))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let right = client().get(&url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(right.status().as_u16(), 200);
+    assert!(right
+        .text()
+        .await
+        .unwrap()
+        .contains("gazette_editions_total"));
+}
+
+/// The confirmation messages in the outbox, once `n` of them are there (20 s at most).
+async fn confirmations(site: &crate::common::Site, n: usize) -> Vec<Mail> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found: Vec<Mail> = site
+            .emls_in("outbox")
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("confirm-"))
+            .map(|(_, b)| Mail::parse(&b))
+            .collect();
+        if found.len() >= n || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_relays_no_stranger_text_and_spellings_of_one_mailbox_share_its_limit() {
+    let site = site_with_web("subscribe_per_address = 2\nsubscribe_per_ip = 50\n");
+    let server = Server::start(&site);
+    let relayed = format!(
+        "=?utf-8?q?Win=0D=0A?= Visit https://evil.example {}",
+        "N".repeat(200)
+    );
+    for email in [
+        "ada.l+news@example.net",
+        "ADA.L@example.net",
+        "adal+x@example.net",
+        "a.d.a.l@example.net",
+    ] {
+        let (status, page) = post_form(
+            &format!("{}/subscribe", server.base),
+            &[
+                ("email", email),
+                ("name", relayed.as_str()),
+                ("digest", "essays"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            page.contains("Check your inbox"),
+            "the same answer for every spelling"
+        );
+    }
+    // Another mailbox is not held back by the first one's limit.
+    post_form(
+        &format!("{}/subscribe", server.base),
+        &[("email", "bo@example.net"), ("digest", "essays")],
+    )
+    .await;
+    confirmations(&site, 3).await;
+    // Give a fourth (which must not come) time to be written.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mails = confirmations(&site, 3).await;
+    let to: Vec<&str> = mails.iter().map(|m| m.to_addr.as_str()).collect();
+    assert_eq!(mails.len(), 3, "two for the mailbox, one for bo: {to:?}");
+    assert_eq!(
+        to.iter()
+            .filter(|t| t.contains("example.net") && !t.starts_with("bo@"))
+            .count(),
+        2,
+        "{to:?}"
+    );
+    for m in &mails {
+        assert_eq!(m.to_name, None, "no name in To: {:?}", m.to_name);
+        assert!(
+            !m.text.contains("evil.example") && !m.html.contains("evil.example"),
+            "{}",
+            m.text
+        );
+        assert!(!m.raw.contains("=?utf-8?q?Win"), "{}", m.raw);
+    }
+    // The name is kept for the subscription itself, capped.
+    let kept: String = site
+        .db()
+        .query_row("SELECT name FROM signup ORDER BY id LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(kept.chars().count(), 100);
+}
+
+#[test]
+fn a_csv_with_an_open_quote_reports_it_and_one_mailbox_spelled_two_ways_is_one_reader() {
+    let site = crate::common::Site::new();
+    // "José" with a precomposed é and with e + U+0301; an unclosed quote on line 3.
+    site.write(
+        "readers.csv",
+        "email,name\n\
+         jos\u{e9}@example.org,Jos\u{e9}\n\
+         cy@example.org,\"Cy Young\n\
+         dee@example.org,Dee\n\
+         jose\u{301}@example.org,Jose\u{301} again\n",
+    );
+    let run = site.gazette(&["subscribers", "import", "readers.csv"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("readers.csv:3: a quote opened on this row is not closed, so lines 3–5 were read as one row"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("1 added"), "{}", run.stdout);
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM subscriber WHERE email LIKE 'jos%'"),
+        1
+    );
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM subscriber WHERE email LIKE 'cy@%'"),
+        0
+    );
+
+    // Export: a name typed as a formula comes out inert.
+    site.write(
+        "evil.csv",
+        "email,name\nfi@example.org,\"=HYPERLINK(\"\"https://evil.example\"\")\"\n",
+    );
+    assert_eq!(site.gazette(&["subscribers", "import", "evil.csv"]).code, 0);
+    let export = site.gazette(&["subscribers", "export"]);
+    assert!(export.stdout.contains("'=HYPERLINK"), "{}", export.stdout);
 }
