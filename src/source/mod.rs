@@ -304,6 +304,18 @@ pub async fn gather(config: &SourceConfig, ctx: &GatherContext) -> Result<Gather
     Ok(g)
 }
 
+/// Runs CPU work (cleaning a REST page's HTML) where it does not hold up the async
+/// workers: on a multi-threaded runtime the worker hands its other tasks on first.
+pub(crate) fn cpu<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 /// Whether an address is an http(s) URL with a host: the only links Gazette renders.
 pub fn is_web_url(url: &str) -> bool {
     url::Url::parse(url.trim()).is_ok_and(|u| {

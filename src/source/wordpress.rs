@@ -340,7 +340,7 @@ impl Seen {
             self.hidden.insert(p.id);
             return;
         }
-        let essay = post_to_essay(cfg, p);
+        let essay = super::cpu(|| post_to_essay(cfg, p));
         self.by_id
             .insert(p.id, (essay.key.clone(), essay.url.clone()));
         if context {
@@ -534,13 +534,15 @@ async fn gather_rest(
                 .filter(|n| !n.is_empty()),
             url: c.link.clone(),
             published_at: gmt(&c.date_gmt),
-            content_html: sanitize_html(
-                c.content
-                    .as_ref()
-                    .map(|x| x.rendered.as_str())
-                    .unwrap_or(""),
-                c.link.as_deref().or(essay_url.as_deref()),
-            ),
+            content_html: super::cpu(|| {
+                sanitize_html(
+                    c.content
+                        .as_ref()
+                        .map(|x| x.rendered.as_str())
+                        .unwrap_or(""),
+                    c.link.as_deref().or(essay_url.as_deref()),
+                )
+            }),
             origin_id: Some(format!("comment:{}", c.id)),
         });
     }

@@ -610,3 +610,51 @@ fn a_csv_with_an_open_quote_reports_it_and_one_mailbox_spelled_two_ways_is_one_r
     let export = site.gazette(&["subscribers", "export"]);
     assert!(export.stdout.contains("'=HYPERLINK"), "{}", export.stdout);
 }
+
+#[test]
+fn a_hostile_subject_and_a_huge_name_leave_headers_encoded_and_short() {
+    let site = crate::common::Site::new();
+    let smuggle = "=?utf-8?q?Hi=0D=0ABcc:_victim@example.net?=";
+    site.edit(
+        "config.toml",
+        "subject = \"{{ site.name }}: {{ essays | length }} new essay{{ essays | length | pluralize }}\"",
+        &format!("subject = \"{smuggle} {}\"", "w".repeat(5000)),
+    );
+    site.write(
+        "huge.csv",
+        &format!(
+            "email,name,digests\nhuge@example.org,{},essays\n",
+            "N".repeat(100_000)
+        ),
+    );
+    assert_eq!(site.gazette(&["subscribers", "import", "huge.csv"]).code, 0);
+    let send = site.gazette(&["send"]);
+    assert_eq!(send.code, 0, "{send:?}");
+    // The essays digest's copies (the replies digest keeps its own subject).
+    let mails: Vec<Mail> = site
+        .outbox()
+        .into_iter()
+        .filter(|m| m.list_id.as_deref().is_some_and(|l| l.contains("<essays.")))
+        .collect();
+    assert!(mails.len() >= 2);
+    let huge = mails
+        .iter()
+        .find(|m| m.to_addr == "huge@example.org")
+        .expect("the huge name's copy");
+    for m in &mails {
+        let head = &m.raw[..m.raw.find("\r\n\r\n").expect("header end")];
+        let longest = head.lines().map(str::len).max().unwrap_or(0);
+        assert!(longest <= 998, "a {longest}-octet header line");
+        assert!(!head.contains(smuggle), "passed raw:\n{head}");
+        assert!(
+            m.subject.starts_with(smuggle),
+            "decodes as written: {}",
+            m.subject
+        );
+        assert!(!m.subject.contains('\n') && m.subject.chars().count() == 200);
+    }
+    assert_eq!(
+        huge.to_name.as_deref().map(|n| n.chars().count()),
+        Some(100)
+    );
+}
