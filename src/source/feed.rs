@@ -19,6 +19,10 @@ use super::{dates, sniff};
 use super::{Essay, FetchRecord, GatherContext, Gathered, Reply, SourceError, Unplaced};
 use crate::config::{plain_line, FeedSourceConfig};
 
+/// Items read from one feed document; the rest are ignored (real feeds carry 10–100,
+/// and each item is cleaned before the per-gather cap can apply).
+pub const MAX_ITEMS_PER_FEED: usize = 1000;
+
 /// Comment feeds in flight at once for one source (each host still gets `http.per_host`).
 const COMMENT_FEEDS_AT_ONCE: usize = 8;
 
@@ -111,14 +115,34 @@ fn parse_xml(text: &str, base_url: &str) -> Result<Vec<Item>, String> {
     let feed_author = (feed.feed_type == feed_rs::model::FeedType::Atom)
         .then(|| feed.authors.iter().find_map(|p| p.name.clone()))
         .flatten();
+    // Indexed, not searched per entry: a feed of 100,000 items must not cost 10¹⁰ steps.
+    let mut by_id: HashMap<&str, &Ext> = HashMap::new();
+    let mut by_link: HashMap<&str, &Ext> = HashMap::new();
+    for x in &exts {
+        if let Some(id) = x.id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+            by_id.entry(id).or_insert(x);
+        }
+        if let Some(link) = x.link.as_deref() {
+            by_link.entry(link).or_insert(x);
+        }
+    }
     let find_ext = |id: &str, link: Option<&str>| -> Option<&Ext> {
-        exts.iter().find(|x| {
-            (!id.is_empty() && x.id.as_deref().map(str::trim) == Some(id.trim()))
-                || (link.is_some() && x.link.as_deref() == link)
-        })
+        Some(id.trim())
+            .filter(|i| !i.is_empty())
+            .and_then(|i| by_id.get(i))
+            .or_else(|| link.and_then(|l| by_link.get(l)))
+            .copied()
     };
-    let mut items = Vec::with_capacity(feed.entries.len());
-    for entry in feed.entries {
+    if feed.entries.len() > MAX_ITEMS_PER_FEED {
+        tracing::warn!(
+            url = base_url,
+            items = feed.entries.len(),
+            kept = MAX_ITEMS_PER_FEED,
+            "A feed with more items than any real one; only the first are read."
+        );
+    }
+    let mut items = Vec::with_capacity(feed.entries.len().min(MAX_ITEMS_PER_FEED));
+    for entry in feed.entries.into_iter().take(MAX_ITEMS_PER_FEED) {
         let link = entry
             .links
             .iter()

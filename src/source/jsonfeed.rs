@@ -90,8 +90,8 @@ pub fn parse(text: &str, base_url: &str) -> Result<Vec<Item>, String> {
     let feed: Feed = serde_json::from_value(value)
         .map_err(|e| format!("a JSON Feed that cannot be read: {e}"))?;
     let feed_author = name_of(&feed.authors, &feed.author);
-    let mut items = Vec::with_capacity(feed.items.len());
-    for raw in feed.items {
+    let mut items = Vec::with_capacity(feed.items.len().min(super::feed::MAX_ITEMS_PER_FEED));
+    for raw in feed.items.into_iter().take(super::feed::MAX_ITEMS_PER_FEED) {
         // One malformed item is skipped, not the whole feed.
         let Ok(i) = serde_json::from_value::<JsonItem>(raw) else {
             continue;

@@ -658,3 +658,35 @@ fn a_hostile_subject_and_a_huge_name_leave_headers_encoded_and_short() {
         Some(100)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feed_of_a_hundred_thousand_undated_items_is_read_only_in_part_and_mails_nothing() {
+    let server = MockServer::start().await;
+    let base = server.uri();
+    let items: String = (0..100_000)
+        .map(|i| {
+            format!("<item><title>Item {i}</title><guid isPermaLink=\"false\">g{i}</guid></item>")
+        })
+        .collect();
+    serve_bytes(
+        &server,
+        "/feed/",
+        rss(&base, &items).into_bytes(),
+        "application/rss+xml",
+    )
+    .await;
+    let site = site_with(&format!(
+        "[[source]]\nname = \"flood\"\ntype = \"feed\"\nallow_private = true\ncomment_feeds = false\nurl = \"{base}/feed/\""
+    ));
+    let (code, stdout, stderr) = gather(&site);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("items=100000") && stderr.contains("kept=1000"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("1000 new essays"), "{stdout}");
+    // Undated items of a first gather are the archive: no edition mails them.
+    let send = site.gazette(&["send"]);
+    assert_eq!(send.code, 0, "{send:?}");
+    assert!(site.outbox().is_empty(), "{}", send.stdout);
+}
