@@ -38,14 +38,15 @@ fn config(dir: &Path, url: &str, policy_keys: bool) {
         dir.join("config.toml"),
         format!(
             "[site]\nname = \"Bench\"\nbase_url = \"https://bench.example.org\"\n\
-             from = \"Bench <digest@bench.example.org>\"\n\n\
+             from = \"Bench <digest@bench.example.org>\"\ntemplates = \"{templates}\"\n\n\
              [delivery]\ntransport = \"outbox\"\n\n\
              [web]\nlisten = \"127.0.0.1:0\"\n\n\
              [daemon]\ngather_every = \"1s\"\n\n\
              [http]\nretries = 0\ntimeout = \"600s\"\n\n\
              [[source]]\nname = \"hostile\"\ntype = \"feed\"\n{allow}comment_feeds = false\nurl = \"{url}\"\n\n\
              [[digest]]\nname = \"all\"\nschedule = \"@daily\"\n\n\
-             [[subscriber]]\nemail = \"reader@example.org\"\n"
+             [[subscriber]]\nemail = \"reader@example.org\"\n",
+            templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates"),
         ),
     )
     .expect("config written");
@@ -140,6 +141,7 @@ fn feedparser_time(file: &Path) -> Option<Duration> {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/venv/bin/python");
     let has = Command::new(&venv)
         .args(["-c", "import feedparser"])
+        .stderr(Stdio::null())
         .status()
         .ok()?
         .success();

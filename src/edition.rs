@@ -156,6 +156,8 @@ fn thread_order(mut replies: Vec<StoredReply>) -> Vec<StoredReply> {
 /// An essay as a template sees it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EssayView {
+    /// Its row id (what follow links name); 0 for an essay not stored.
+    pub id: i64,
     /// Plain-text title.
     pub title: String,
     /// Plain-text author, if known.
@@ -168,6 +170,10 @@ pub struct EssayView {
     pub summary: Option<String>,
     /// Sanitised HTML body.
     pub content_html: String,
+    /// Replies Gazette had seen under it when the edition was made.
+    pub reply_count: i64,
+    /// The reader's "Follow the conversation" page; set in each copy when `[web]` is.
+    pub follow_url: Option<String>,
 }
 
 /// One reply as a template sees it.
@@ -194,6 +200,9 @@ pub struct ThreadView {
     pub essay: EssayView,
     /// Replies in thread order.
     pub replies: Vec<ReplyView>,
+    /// The reader's "Stop following" page; set in each copy of a `replies = "followed"`
+    /// digest when `[web]` is.
+    pub unfollow_url: Option<String>,
 }
 
 /// What a template renders: the edition's content, the same for every subscriber.
@@ -213,12 +222,15 @@ pub struct DigestView {
 /// answer (looked up by the caller), which may lie outside the edition.
 pub fn compose(sel: &Selection, parents: &[StoredEssay]) -> DigestView {
     let essay_view = |e: &StoredEssay| EssayView {
+        id: e.id,
         title: e.essay.title.clone(),
         author: e.essay.author.clone(),
         url: e.essay.url.clone(),
         published_at: crate::store::ts(e.essay.published_at.unwrap_or(e.first_seen_at)),
         summary: e.essay.summary.clone(),
         content_html: e.essay.content_html.clone(),
+        reply_count: 0,
+        follow_url: None,
     };
     let mut depth: HashMap<(&str, &str), usize> = HashMap::new();
     let mut threads: Vec<ThreadView> = Vec::new();
@@ -234,16 +246,20 @@ pub fn compose(sel: &Selection, parents: &[StoredEssay]) -> DigestView {
                     .find(|e| e.essay.source == essay_id.0 && e.essay.key == essay_id.1)
                     .map(essay_view)
                     .unwrap_or_else(|| EssayView {
+                        id: 0,
                         title: "An earlier essay".into(),
                         author: None,
                         url: None,
                         published_at: crate::store::ts(r.first_seen_at),
                         summary: None,
                         content_html: String::new(),
+                        reply_count: 0,
+                        follow_url: None,
                     });
                 threads.push(ThreadView {
                     essay,
                     replies: Vec::new(),
+                    unfollow_url: None,
                 });
                 thread_of.insert(essay_id, threads.len() - 1);
                 threads.len() - 1
@@ -303,6 +319,8 @@ mod tests {
             first_edition_lookback: Duration::days(7),
             catch_up: crate::schedule::CatchUp::Once,
             local_time: false,
+            replies: crate::config::Replies::All,
+            auto_follow: false,
         }
     }
 

@@ -23,6 +23,8 @@ pub enum Purpose {
     Confirm,
     /// The preferences page.
     Preferences,
+    /// Following one essay's conversation, and stopping (the token names the essay).
+    Follow,
 }
 
 impl Purpose {
@@ -31,6 +33,7 @@ impl Purpose {
             Purpose::Unsubscribe => 1,
             Purpose::Confirm => 2,
             Purpose::Preferences => 3,
+            Purpose::Follow => 4,
         }
     }
 }
@@ -204,6 +207,22 @@ impl Links {
     pub fn preferences(&self, subscriber: i64, digest: &str) -> String {
         let t = self.signer.sign(subscriber, digest, Purpose::Preferences);
         format!("{}/preferences/{t}", self.base)
+    }
+
+    /// The "Follow the conversation" page of one essay for one reader.
+    pub fn follow(&self, subscriber: i64, essay: i64) -> String {
+        let t = self
+            .signer
+            .sign(subscriber, &format!("essay:{essay}"), Purpose::Follow);
+        format!("{}/follow/{t}", self.base)
+    }
+
+    /// The "Stop following" page for one essay (the same token as [`Links::follow`]).
+    pub fn unfollow(&self, subscriber: i64, essay: i64) -> String {
+        let t = self
+            .signer
+            .sign(subscriber, &format!("essay:{essay}"), Purpose::Follow);
+        format!("{}/unfollow/{t}", self.base)
     }
 
     /// `…/confirm/{token}` for a sign-up.

@@ -373,6 +373,20 @@ pub struct Digest {
     pub catch_up: crate::schedule::CatchUp,
     /// Fire at the schedule's wall-clock time in each subscriber's own time zone.
     pub local_time: bool,
+    /// Which new replies each reader's copy carries.
+    pub replies: Replies,
+    /// Readers who have not chosen follow every essay a copy of this digest sends them.
+    pub auto_follow: bool,
+}
+
+/// Which replies a reader's copy carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Replies {
+    /// Every new reply (the same for everyone).
+    #[default]
+    All,
+    /// Only new replies under the essays the reader follows.
+    Followed,
 }
 
 /// One `[[subscriber]]`.
@@ -680,6 +694,8 @@ impl<'t> Validator<'t> {
                 "first_edition_lookback",
                 "catch_up",
                 "local_time",
+                "replies",
+                "auto_follow",
             ],
             (Some("subscriber"), _) => &["email", "name", "digests", "timezone"],
             _ => &[],
@@ -1777,6 +1793,19 @@ impl<'t> Validator<'t> {
                 None
             }),
         };
+        let replies = match d.replies.as_ref().map(|r| r.get_ref().trim()) {
+            None | Some("all") => Some(Replies::All),
+            Some("followed") => Some(Replies::Followed),
+            Some(other) => {
+                if let Some(r) = &d.replies {
+                    self.at_span(
+                        r,
+                        format!("`{key}.replies`: \"{other}\" is not a choice; write \"all\" (every new reply) or \"followed\" (only under the essays each reader follows)"),
+                    );
+                }
+                None
+            }
+        };
         Some(Digest {
             title: d
                 .title
@@ -1796,6 +1825,8 @@ impl<'t> Validator<'t> {
             first_edition_lookback: lookback?,
             catch_up: catch_up?,
             local_time: d.local_time.unwrap_or(false),
+            replies: replies?,
+            auto_follow: d.auto_follow.unwrap_or(false),
         })
     }
 

@@ -201,6 +201,10 @@ pub(crate) struct RawDigest {
     pub(crate) catch_up: Option<S>,
     /// Fire at the schedule's wall-clock time in each subscriber's zone.
     pub(crate) local_time: Option<bool>,
+    /// "all" (default) or "followed".
+    pub(crate) replies: Option<S>,
+    /// New readers follow every essay they are sent.
+    pub(crate) auto_follow: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -579,6 +579,7 @@ mod tests {
                     replies: vec![],
                     subscribers: ids,
                     more_essays: 0,
+                    threads: Default::default(),
                 },
                 now,
             )

@@ -6,6 +6,7 @@
 
 mod retract;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -398,7 +399,12 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
                 replies,
                 more_essays,
             };
-            let maker = run.maker(digest, ed.number, ed.scheduled_for, run.view(&store, &sel)?)?;
+            let maker = run.maker(
+                digest,
+                ed.number,
+                ed.scheduled_for,
+                run.view(&store, &sel, ed.window_to)?,
+            )?;
             tracing::info!(digest = %digest.name, edition = ed.number, "Resuming unfinished edition.");
             let tally = run.deliver_edition(&mut store, &ed, maker, false).await?;
             let stopped = tally.stopped;
@@ -451,7 +457,28 @@ struct CopyMaker {
     spare: std::sync::Mutex<Vec<tera::Context>>,
     /// CSS inlining shared between copies where that is exact.
     inlined: InlineMemo,
+    /// Every thread of the edition, for a `replies = "followed"` digest whose copies
+    /// each carry their own subset.
+    threads: Option<Vec<tera::Value>>,
 }
+
+/// Puts `value` into `ctx` under `key` without copying it (Context::insert would
+/// serialise it again).
+fn put(ctx: &mut tera::Context, key: &str, value: tera::Value) {
+    let mut one = serde_json::Map::new();
+    one.insert(key.to_owned(), value);
+    if let Ok(c) = tera::Context::from_value(tera::Value::Object(one)) {
+        ctx.extend(c);
+    }
+}
+
+/// The row id a view object (essay or thread's essay) names.
+fn essay_id(v: &tera::Value) -> i64 {
+    v.get("id").and_then(tera::Value::as_i64).unwrap_or(0)
+}
+
+/// One copy to check: its reader and its frozen threads.
+type Copy = (SubscriberRow, Option<Vec<i64>>);
 
 /// One recipient's links.
 struct CopyLinks {
@@ -474,11 +501,13 @@ impl CopyMaker {
         }
     }
 
-    /// Runs `f` on the context of one subscriber's copy.
+    /// Runs `f` on the context of one subscriber's copy; `threads` is the copy's frozen
+    /// thread list (`None`: every thread).
     fn with_context<T>(
         &self,
         s: &SubscriberRow,
         links: &CopyLinks,
+        threads: Option<&[i64]>,
         f: impl FnOnce(&tera::Context) -> T,
     ) -> T {
         let spare = self
@@ -500,6 +529,7 @@ impl CopyMaker {
         );
         ctx.insert("unsubscribe_url", &links.unsubscribe);
         ctx.insert("preferences_url", &links.preferences);
+        self.personal_threads(&mut ctx, s, threads);
         let out = f(&ctx);
         self.spare
             .lock()
@@ -508,23 +538,80 @@ impl CopyMaker {
         out
     }
 
+    /// The reader's own links beside each essay and thread, and (for a `followed`
+    /// digest) only their threads. Values are changed in place or moved, never
+    /// serialised again, so a copy costs what it did before follows.
+    fn personal_threads(
+        &self,
+        ctx: &mut tera::Context,
+        s: &SubscriberRow,
+        threads: Option<&[i64]>,
+    ) {
+        let links = self.links.as_ref().filter(|_| s.id > 0);
+        if let Some(l) = links {
+            if let Some(tera::Value::Array(mut essays)) = ctx.remove("essays") {
+                for e in &mut essays {
+                    let id = essay_id(e);
+                    if let Some(o) = e.as_object_mut().filter(|_| id > 0) {
+                        o.insert("follow_url".into(), tera::Value::String(l.follow(s.id, id)));
+                    }
+                }
+                put(ctx, "essays", tera::Value::Array(essays));
+            }
+        }
+        let Some(all) = &self.threads else {
+            return;
+        };
+        let mut mine: Vec<tera::Value> = match threads {
+            Some(ids) => all
+                .iter()
+                .filter(|t| t.get("essay").is_some_and(|e| ids.contains(&essay_id(e))))
+                .cloned()
+                .collect(),
+            None => all.clone(),
+        };
+        let mut count = 0;
+        for t in &mut mine {
+            count += t
+                .get("replies")
+                .and_then(tera::Value::as_array)
+                .map_or(0, Vec::len);
+            let id = t.get("essay").map_or(0, essay_id);
+            if let (Some(l), Some(o)) = (links, t.as_object_mut()) {
+                if id > 0 {
+                    o.insert(
+                        "unfollow_url".into(),
+                        tera::Value::String(l.unfollow(s.id, id)),
+                    );
+                }
+            }
+        }
+        put(ctx, "threads", tera::Value::Array(mine));
+        put(ctx, "reply_count", tera::Value::from(count));
+    }
+
     /// Runs one subscriber's templates (no CSS inlining, no message): the pre-flight.
-    fn check(&self, s: &SubscriberRow) -> Result<(), PipelineError> {
+    fn check(&self, s: &SubscriberRow, threads: Option<&[i64]>) -> Result<(), PipelineError> {
         let links = self.links_for(s);
-        Ok(self.with_context(s, &links, |ctx| {
+        Ok(self.with_context(s, &links, threads, |ctx| {
             self.renderer.check_context(&self.digest, ctx)
         })?)
     }
 
     /// Checks every subscriber's copy, on every core; the first failure in list order
     /// is reported.
-    fn check_all(&self, subscribers: &[SubscriberRow]) -> Result<(), PipelineError> {
+    fn check_all(&self, subscribers: &[Copy]) -> Result<(), PipelineError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per = subscribers.len().div_ceil(cores).max(1);
         std::thread::scope(|scope| {
             let workers: Vec<_> = subscribers
                 .chunks(per)
-                .map(|part| scope.spawn(move || part.iter().try_for_each(|s| self.check(s))))
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .try_for_each(|(s, t)| self.check(s, t.as_deref()))
+                    })
+                })
                 .collect();
             // Joined in order, so the error reported is the first subscriber's.
             workers.into_iter().try_for_each(|w| {
@@ -535,14 +622,14 @@ impl CopyMaker {
     }
 
     /// Renders and builds one subscriber's message.
-    fn make(&self, s: &SubscriberRow) -> Result<Outgoing, PipelineError> {
+    fn make(&self, s: &SubscriberRow, threads: Option<&[i64]>) -> Result<Outgoing, PipelineError> {
         let (digest, number) = (&self.digest, self.number);
         let links = self.links_for(s);
         // The recipient's own values, for sharing CSS inlining between copies.
         let mut values: Vec<&str> = vec![s.email.as_str(), links.unsubscribe.as_str()];
         values.extend(s.name.as_deref());
         values.extend(links.preferences.as_deref());
-        let body = self.with_context(s, &links, |ctx| {
+        let body = self.with_context(s, &links, threads, |ctx| {
             self.renderer
                 .render_copy(digest, ctx, &values, &self.inlined)
         })?;
@@ -646,11 +733,48 @@ impl Run<'_> {
         }
         let number = prev.map(|p| p.number + 1).unwrap_or(1);
         let scheduled_for = self.opts.tick.unwrap_or(at);
-        let maker = self.maker(digest, number, scheduled_for, self.view(store, &sel)?)?;
+        let view = self.view(store, &sel, window.to)?;
+        // `replies = "followed"`: each reader's threads are decided now and frozen with
+        // the edition, so a resumed copy is the same whatever was followed meanwhile.
+        let mut threads: HashMap<i64, Vec<i64>> = HashMap::new();
+        if digest.replies == crate::config::Replies::Followed {
+            let ids: Vec<i64> = view
+                .threads
+                .iter()
+                .map(|t| t.essay.id)
+                .filter(|id| *id > 0)
+                .collect();
+            let followers = store.followers_of(&ids)?;
+            for s in &subscribers {
+                let theirs = followers.get(&s.id);
+                let mine: Vec<i64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| theirs.is_some_and(|t| t.contains(id)))
+                    .collect();
+                threads.insert(s.id, mine);
+            }
+            if digest.skip_if_empty && sel.essays.is_empty() {
+                // Nothing new under a reader's follows: no copy for them this time.
+                subscribers.retain(|s| threads.get(&s.id).is_some_and(|t| !t.is_empty()));
+                if subscribers.is_empty() {
+                    return Ok(DigestOutcome::NothingNew {
+                        digest: digest.name.clone(),
+                        since: window.from,
+                    });
+                }
+            }
+        }
+        let maker = self.maker(digest, number, scheduled_for, view)?;
         // Every copy is rendered once before the edition exists: a template error stops
         // here, with nothing recorded and nothing sent. Copies are rendered again, a few
         // chunks ahead of sending, so a large edition is never all in memory.
-        maker.check_all(&subscribers)?;
+        let copies: Vec<Copy> = subscribers
+            .iter()
+            .map(|s| (s.clone(), threads.get(&s.id).cloned()))
+            .collect();
+        maker.check_all(&copies)?;
+        drop(copies);
         let created = store.create_edition(
             &NewEdition {
                 digest: digest.name.clone(),
@@ -663,6 +787,7 @@ impl Run<'_> {
                 replies: sel.replies.iter().map(|r| r.id).collect(),
                 subscribers: subscribers.iter().map(|s| s.id).collect(),
                 more_essays: sel.more_essays,
+                threads,
             },
             at,
         )?;
@@ -673,6 +798,16 @@ impl Run<'_> {
         };
         tracing::info!(digest = %digest.name, edition = ed.number, audience = %audience, essays = sel.essays.len(),
             replies = sel.replies.len(), subscribers = subscribers.len(), "Created edition.");
+        // "Follow every new essay I am sent": the essays of this copy are followed now,
+        // for the replies editions to come (this edition is already decided).
+        if !sel.essays.is_empty() {
+            let ids: Vec<i64> = subscribers.iter().map(|s| s.id).collect();
+            let readers = store.auto_followers(&ids, digest.auto_follow)?;
+            if !readers.is_empty() {
+                let essays: Vec<i64> = sel.essays.iter().map(|e| e.id).collect();
+                store.follow_all(&readers, &essays, at)?;
+            }
+        }
         // The ledger holds the list now; delivery reads it back a page at a time.
         drop(subscribers);
         let tally = self.deliver_edition(store, &ed, maker, true).await?;
@@ -726,9 +861,11 @@ impl Run<'_> {
                         if page.is_empty() {
                             break;
                         }
-                        let subscribers: Vec<SubscriberRow> =
-                            page.into_iter().map(|r| r.subscriber).collect();
-                        maker.check_all(&subscribers)?;
+                        let copies: Vec<Copy> = page
+                            .into_iter()
+                            .map(|r| (r.subscriber, r.threads))
+                            .collect();
+                        maker.check_all(&copies)?;
                     }
                     // Retries later in this run are of copies rendered in this run.
                     checked = true;
@@ -740,7 +877,9 @@ impl Run<'_> {
                     store,
                     self.transport,
                     owed,
-                    Arc::new(move |row: &store::PendingDelivery| m.make(&row.subscriber)),
+                    Arc::new(move |row: &store::PendingDelivery| {
+                        m.make(&row.subscriber, row.threads.as_deref())
+                    }),
                     &|e: &PipelineError| match e {
                         PipelineError::Build(b) => Some(b.to_string()),
                         _ => None,
@@ -829,7 +968,7 @@ impl Run<'_> {
         if sel.is_empty() {
             return Err(PipelineError::NothingToTest(digest.name.clone()));
         }
-        let maker = self.maker(digest, 0, at, self.view(store, &sel)?)?;
+        let maker = self.maker(digest, 0, at, self.view(store, &sel, window.to)?)?;
         let subscriber = SubscriberRow {
             id: 0,
             email: to.to_string(),
@@ -837,7 +976,7 @@ impl Run<'_> {
             timezone: None,
             status: "active".into(),
         };
-        let mut msg = maker.make(&subscriber)?;
+        let mut msg = maker.make(&subscriber, None)?;
         msg.file_stem = format!("{}-test-{}", msg.file_stem, at.format("%Y%m%dT%H%M%S%.6f"));
         let mut tally = Tally::default();
         match self.transport.send(&msg).await {
@@ -854,7 +993,14 @@ impl Run<'_> {
         })
     }
 
-    fn view(&self, store: &Store, sel: &Selection) -> Result<DigestView, StoreError> {
+    /// The edition's view; `upto` is its window's end, so counts taken from the store
+    /// are the same whenever the edition is rendered.
+    fn view(
+        &self,
+        store: &Store,
+        sel: &Selection,
+        upto: DateTime<Utc>,
+    ) -> Result<DigestView, StoreError> {
         let mut keys: Vec<(String, String)> = sel
             .replies
             .iter()
@@ -863,7 +1009,24 @@ impl Run<'_> {
         keys.sort();
         keys.dedup();
         let parents = store.essays_by_key(&keys)?;
-        Ok(edition::compose(sel, &parents))
+        let mut view = edition::compose(sel, &parents);
+        // Where the argument is: every essay shows how many replies it has drawn.
+        let ids: Vec<i64> = view
+            .essays
+            .iter()
+            .chain(view.threads.iter().map(|t| &t.essay))
+            .map(|e| e.id)
+            .collect();
+        let counts = store.reply_counts(&ids, upto)?;
+        for (e, n) in view
+            .essays
+            .iter_mut()
+            .chain(view.threads.iter_mut().map(|t| &mut t.essay))
+            .zip(counts)
+        {
+            e.reply_count = n;
+        }
+        Ok(view)
     }
 
     fn maker(
@@ -900,6 +1063,9 @@ impl Run<'_> {
                 preferences_url: None,
             },
         )?;
+        let threads = (digest.replies == crate::config::Replies::Followed)
+            .then(|| base.get("threads").and_then(tera::Value::as_array).cloned())
+            .flatten();
         Ok(CopyMaker {
             renderer: Arc::clone(&self.renderer),
             dkim: self.dkim.clone(),
@@ -911,6 +1077,7 @@ impl Run<'_> {
             base,
             spare: std::sync::Mutex::new(Vec::new()),
             inlined: InlineMemo::default(),
+            threads,
         })
     }
 }

@@ -14,7 +14,9 @@ use crate::config;
 use crate::source::http::Validators;
 use crate::source::{Essay, Gathered, Reply};
 
+mod follows;
 mod people;
+pub use follows::{EssayRef, Followed};
 pub use people::{Figures, Profile, Signup};
 
 const MIGRATIONS: &[&str] = &[
@@ -25,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema5.sql"),
     include_str!("schema6.sql"),
     include_str!("schema7.sql"),
+    include_str!("schema8.sql"),
 ];
 
 /// A store operation failed.
@@ -176,6 +179,8 @@ pub struct PendingDelivery {
     pub subscriber: SubscriberRow,
     /// The dead process's claim on a row it left in flight, `None` for pending rows.
     pub stale_claim: Option<String>,
+    /// The threads (essay row ids) frozen for this copy; `None`: every thread.
+    pub threads: Option<Vec<i64>>,
 }
 
 /// The result of one delivery attempt, for [`Store::step`].
@@ -271,6 +276,9 @@ pub struct NewEdition {
     pub subscribers: Vec<i64>,
     /// Essays of the window left out by `max_essays` ("and N more").
     pub more_essays: usize,
+    /// For a `replies = "followed"` digest: the threads (essay row ids) each
+    /// subscriber's copy carries; a subscriber not in it gets every thread.
+    pub threads: std::collections::HashMap<i64, Vec<i64>>,
 }
 
 /// A source's gather history, for `status`.
@@ -1328,10 +1336,14 @@ impl Store {
                 item.execute(params![id, "reply", reply, pos as i64])?;
             }
             let mut delivery = tx.prepare_cached(
-                "INSERT OR IGNORE INTO delivery (edition_id, subscriber_id) VALUES (?1, ?2)",
+                "INSERT OR IGNORE INTO delivery (edition_id, subscriber_id, threads) VALUES (?1, ?2, ?3)",
             )?;
             for s in &e.subscribers {
-                delivery.execute(params![id, s])?;
+                let threads = e
+                    .threads
+                    .get(s)
+                    .map(|t| t.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
+                delivery.execute(params![id, s, threads])?;
             }
         }
         let row = tx.query_row(
@@ -1410,7 +1422,7 @@ impl Store {
                               JOIN edition e ON e.id = d.edition_id
                               WHERE w.subscriber_id = s.id AND w.digest = e.digest)
                          THEN 'unsubscribed' ELSE s.status END,
-                    d.status, d.claimed_by
+                    d.status, d.claimed_by, d.threads
              FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id
              WHERE +d.edition_id = ?1 AND d.id > ?3 AND (d.status = 'pending'
                 OR (d.status = 'deferred' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?2))
@@ -1431,6 +1443,9 @@ impl Store {
                         status: r.get(6)?,
                     },
                     stale_claim: None,
+                    threads: r
+                        .get::<_, Option<String>>(9)?
+                        .map(|t| t.split(',').filter_map(|n| n.parse().ok()).collect()),
                 },
                 r.get::<_, String>(7)?,
                 r.get::<_, Option<String>>(8)?,
@@ -1902,6 +1917,7 @@ mod tests {
                     replies: vec![],
                     subscribers: vec![sub],
                     more_essays: 0,
+                    threads: Default::default(),
                 },
                 now,
             )

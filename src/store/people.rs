@@ -58,6 +58,10 @@ pub struct Figures {
     pub subscribers: Vec<(String, i64)>,
     /// Sign-ups: (confirmed?, count).
     pub signups: Vec<(bool, i64)>,
+    /// Follows in all.
+    pub follows: i64,
+    /// Readers following at least one essay.
+    pub following_readers: i64,
 }
 
 fn split_digests(s: &str) -> Vec<String> {
@@ -327,6 +331,7 @@ impl Store {
         f.signups = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<std::result::Result<_, _>>()?;
+        (f.follows, f.following_readers) = self.follow_figures()?;
         Ok(f)
     }
 }

@@ -126,6 +126,18 @@ pub fn render(f: &Figures) -> String {
         let state = if *confirmed { "confirmed" } else { "pending" };
         o.sample("gazette_signups", &[("state", state)], *n as f64);
     }
+    o.family(
+        "gazette_follows",
+        "gauge",
+        "Essays followed by readers, counted once per reader and essay.",
+    );
+    o.sample("gazette_follows", &[], f.follows as f64);
+    o.family(
+        "gazette_following_readers",
+        "gauge",
+        "Readers who follow at least one essay.",
+    );
+    o.sample("gazette_following_readers", &[], f.following_readers as f64);
     o.0
 }
 

@@ -6,6 +6,7 @@
 //! link scanners that follow every URL in a message unsubscribe nobody. Pages are Tera
 //! templates (`templates/web/`, with built-in defaults) with every value escaped.
 
+mod follows;
 pub mod listen;
 mod metrics;
 
@@ -97,6 +98,10 @@ const PAGES: &[(&str, &str)] = &[
     (
         "subscribe.html",
         include_str!("../../templates/web/subscribe.html"),
+    ),
+    (
+        "follow.html",
+        include_str!("../../templates/web/follow.html"),
     ),
     (
         "confirm.html",
@@ -343,6 +348,14 @@ fn router(app: Shared) -> Router {
         )
         .route("/subscribe", get(subscribe_page).post(subscribe))
         .route("/confirm/{token}", get(confirm_page).post(confirm))
+        .route(
+            "/follow/{token}",
+            get(follows::follow_page).post(follows::follow_now),
+        )
+        .route(
+            "/unfollow/{token}",
+            get(follows::unfollow_page).post(follows::unfollow_now),
+        )
         // The forms are a few fields; nothing a browser sends them comes near this.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .layer(axum::middleware::map_response(security_headers))
@@ -625,12 +638,38 @@ async fn preferences_view(app: &Shared, token: &str, error: Option<String>, save
         return app.invalid_link();
     };
     let id = claims.subscriber;
-    let profile = match app.db(move |s| s.profile(id)).await {
+    let found = app
+        .db(move |s| {
+            let Some(p) = s.profile(id)? else {
+                return Ok(None);
+            };
+            Ok(Some((p, s.follows_of(id)?, s.auto_follow_choice(id)?)))
+        })
+        .await;
+    let (profile, followed, auto_choice) = match found {
         Ok(Some(p)) => p,
         Ok(None) => return app.invalid_link(),
         Err(a) => return a,
     };
     let mut c = app.base_context();
+    let follows: Vec<serde_json::Value> = followed
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "title": f.title,
+                "url": f.url.as_deref().filter(|u| crate::source::is_web_url(u)),
+                "unfollow_url": app.links.unfollow(id, f.essay_id),
+            })
+        })
+        .collect();
+    c.insert("follows", &follows);
+    // Their own choice, else what their digests do for readers who made none.
+    let auto_default = app
+        .config
+        .digests
+        .iter()
+        .any(|d| d.auto_follow && profile.digests.contains(&d.name));
+    c.insert("auto_follow", &auto_choice.unwrap_or(auto_default));
     c.insert("email", &profile.email);
     c.insert("name", &profile.name);
     c.insert("active", &(profile.status == "active"));
@@ -713,8 +752,12 @@ async fn preferences_save(
         .iter()
         .map(|d| (d.name.clone(), ticked.contains(d.name.as_str())))
         .collect();
+    let auto_follow = field("auto_follow").is_some();
     let applied = app
-        .db(move |s| s.set_preferences(id, &choices, zone.as_deref(), now))
+        .db(move |s| {
+            s.set_auto_follow(id, auto_follow)?;
+            s.set_preferences(id, &choices, zone.as_deref(), now)
+        })
         .await;
     let answer = match applied {
         Ok(_) => preferences_view(&app, &token, None, true).await,

@@ -69,7 +69,7 @@ impl Server {
     }
 
     /// The loopback URL for a link's path (links carry the public address).
-    fn url(&self, link: &str) -> String {
+    pub(crate) fn url(&self, link: &str) -> String {
         let path = link
             .split_once("://")
             .map(|(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]))

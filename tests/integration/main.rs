@@ -5,6 +5,7 @@ mod common;
 mod config_errors;
 mod daemon;
 mod endpoint;
+mod follows;
 mod hostile;
 mod outages;
 mod render;

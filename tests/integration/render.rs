@@ -11,6 +11,7 @@ use crate::common::Site;
 
 fn view() -> DigestView {
     let essay = EssayView {
+        id: 1,
         title: "Fish & Chips <and> Other \"Quotes\"".into(),
         author: Some("Maren Holt".into()),
         url: Some("https://longmargin.example.org/essays/fish/".into()),
@@ -18,6 +19,8 @@ fn view() -> DigestView {
         published_at: "2026-11-23T23:30:00.000000Z".into(),
         summary: None,
         content_html: "<p>One two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two twenty-three twenty-four twenty-five twenty-six twenty-seven twenty-eight twenty-nine thirty thirty-one thirty-two thirty-three thirty-four thirty-five thirty-six thirty-seven thirty-eight thirty-nine forty forty-one forty-two forty-three forty-four forty-five forty-six forty-seven forty-eight forty-nine fifty fifty-one fifty-two fifty-three fifty-four fifty-five fifty-six fifty-seven fifty-eight fifty-nine sixty sixty-one sixty-two.</p>".into(),
+        reply_count: 3,
+        follow_url: None,
     };
     let reply = |author: Option<&str>, depth: usize, text: &str| ReplyView {
         author: author.map(str::to_owned),
@@ -42,6 +45,7 @@ fn view() -> DigestView {
                 reply(Some("Maren Holt"), 1, "Which part of it?"),
                 reply(None, 2, "The part about vinegar, surely."),
             ],
+            unfollow_url: None,
         }],
         reply_count: 3,
         more_essays: 0,

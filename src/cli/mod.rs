@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
+mod follows;
+
 use crate::config::{self, Config};
 use crate::deliver::StopSignal;
 use crate::edition::{DigestView, EssayView, ReplyView, ThreadView};
@@ -100,6 +102,13 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: SubscribersCmd,
+    },
+    /// Which essays readers follow (for digests with `replies = "followed"`): list them,
+    /// or add or remove one reader's follow.
+    Follows {
+        /// What to do.
+        #[command(subcommand)]
+        action: follows::FollowsCmd,
     },
     /// Requeue an edition's failed deliveries, so the next `send` (or `gazette run`)
     /// tries them again: all of them, or those whose last reply contains --reason, or one
@@ -264,6 +273,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Run => run_daemon(config).await,
         Command::Serve => serve(config).await,
         Command::Subscribers { action } => subscribers(&config, action, say),
+        Command::Follows { action } => follows::follows(&config, action, say),
         Command::Check => check(&config, say),
         Command::Send(args) => send(&config, args, cli.quiet, say).await,
         Command::Gather => {
@@ -976,12 +986,15 @@ fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8> {
 fn sample_view() -> DigestView {
     let when = "2026-01-01T08:00:00.000000Z".to_owned();
     let essay = EssayView {
+        id: 1,
         title: "A sample essay".into(),
         author: Some("Sample Author".into()),
         url: Some("https://example.org/sample/".into()),
         published_at: when.clone(),
         summary: Some("What a summary looks like.".into()),
         content_html: "<p>The first paragraph of a sample essay.</p>".into(),
+        reply_count: 2,
+        follow_url: None,
     };
     let reply = |author: Option<&str>, depth| ReplyView {
         author: author.map(str::to_owned),
@@ -996,6 +1009,7 @@ fn sample_view() -> DigestView {
         threads: vec![ThreadView {
             essay,
             replies: vec![reply(Some("A Reader"), 0), reply(None, 1)],
+            unfollow_url: None,
         }],
         reply_count: 2,
         more_essays: 0,
