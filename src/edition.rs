@@ -321,6 +321,7 @@ mod tests {
             local_time: false,
             replies: crate::config::Replies::All,
             auto_follow: false,
+            archive: false,
         }
     }
 

@@ -110,6 +110,10 @@ pub struct MessageContext<'a> {
     pub unsubscribe_url: String,
     /// The recipient's preferences page, when `[web]` is configured.
     pub preferences_url: Option<String>,
+    /// This edition's public page ("View in your browser"), for an archived digest.
+    pub archive_url: Option<String>,
+    /// True when rendering the public archive page: nothing about a recipient.
+    pub public: bool,
 }
 
 /// One rendered message body.

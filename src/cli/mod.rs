@@ -946,6 +946,8 @@ fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8> {
                 .web
                 .as_ref()
                 .map(|w| format!("{}/preferences/sample-token", w.base_url)),
+            archive_url: None,
+            public: false,
         };
         if let Err(e) = renderer.render(d, &ctx) {
             eprintln!("error: {e}");

@@ -377,6 +377,8 @@ pub struct Digest {
     pub replies: Replies,
     /// Readers who have not chosen follow every essay a copy of this digest sends them.
     pub auto_follow: bool,
+    /// Its editions are public at `/archive/<name>/` on the web endpoint.
+    pub archive: bool,
 }
 
 /// Which replies a reader's copy carries.
@@ -696,6 +698,7 @@ impl<'t> Validator<'t> {
                 "local_time",
                 "replies",
                 "auto_follow",
+                "archive",
             ],
             (Some("subscriber"), _) => &["email", "name", "digests", "timezone"],
             _ => &[],
@@ -865,6 +868,14 @@ impl<'t> Validator<'t> {
                 &templates_dir,
             ) {
                 digests.push(dg);
+            }
+        }
+        for d in &raw.digests {
+            if let Some(a) = d.archive.as_ref().filter(|a| *a.get_ref() && web.is_none()) {
+                self.at_span(
+                    a,
+                    "`archive = true` needs the web endpoint: add a `[web]` table (the archive is served at <web.base_url>/archive/<digest>/)".into(),
+                );
             }
         }
         if raw.digests.is_empty() {
@@ -1827,6 +1838,7 @@ impl<'t> Validator<'t> {
             local_time: d.local_time.unwrap_or(false),
             replies: replies?,
             auto_follow: d.auto_follow.unwrap_or(false),
+            archive: d.archive.as_ref().is_some_and(|a| *a.get_ref()),
         })
     }
 

@@ -205,6 +205,8 @@ pub(crate) struct RawDigest {
     pub(crate) replies: Option<S>,
     /// New readers follow every essay they are sent.
     pub(crate) auto_follow: Option<bool>,
+    /// Public web archive of its editions (needs `[web]`).
+    pub(crate) archive: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -215,6 +215,9 @@ pub struct Addressing<'a> {
     /// The recipient's own https one-click unsubscribe URL (RFC 8058), when the web
     /// endpoint is configured.
     pub one_click: Option<&'a str>,
+    /// The digest's own web archive (`archive = true`), for List-Archive; else
+    /// `site.archive_url`.
+    pub list_archive: Option<&'a str>,
 }
 
 /// Builds the message for one recipient.
@@ -256,7 +259,7 @@ pub fn build_message(a: &Addressing<'_>, body: &Rendered) -> Result<Outgoing, Bu
             .header(ListUnsubscribePost("List-Unsubscribe=One-Click".into())),
         None => builder.header(ListUnsubscribe(format!("<{mailto}>"))),
     };
-    if let Some(archive) = &a.site.archive_url {
+    if let Some(archive) = a.list_archive.or(a.site.archive_url.as_deref()) {
         builder = builder.header(ListArchive(format!("<{archive}>")));
     }
     finish(

@@ -322,6 +322,42 @@ fn after(t: DateTime<Utc>) -> DateTime<Utc> {
     time::now().max(t + chrono::Duration::microseconds(1))
 }
 
+/// An edition's view, the same for every reader: its items, the essays its replies
+/// answer, and reply counts taken up to `upto` (its window's end), so the view is the
+/// same whenever the edition is rendered.
+pub fn edition_view(
+    store: &Store,
+    sel: &Selection,
+    upto: DateTime<Utc>,
+) -> Result<DigestView, StoreError> {
+    let mut keys: Vec<(String, String)> = sel
+        .replies
+        .iter()
+        .map(|r| (r.reply.source.clone(), r.reply.essay_key.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let parents = store.essays_by_key(&keys)?;
+    let mut view = edition::compose(sel, &parents);
+    // Where the argument is: every essay shows how many replies it has drawn.
+    let ids: Vec<i64> = view
+        .essays
+        .iter()
+        .chain(view.threads.iter().map(|t| &t.essay))
+        .map(|e| e.id)
+        .collect();
+    let counts = store.reply_counts(&ids, upto)?;
+    for (e, n) in view
+        .essays
+        .iter_mut()
+        .chain(view.threads.iter_mut().map(|t| &mut t.essay))
+        .zip(counts)
+    {
+        e.reply_count = n;
+    }
+    Ok(view)
+}
+
 impl From<DeliverError<PipelineError>> for PipelineError {
     fn from(e: DeliverError<PipelineError>) -> Self {
         match e {
@@ -460,6 +496,8 @@ struct CopyMaker {
     /// Every thread of the edition, for a `replies = "followed"` digest whose copies
     /// each carry their own subset.
     threads: Option<Vec<tera::Value>>,
+    /// The digest's archive index, for List-Archive (`archive = true` with `[web]`).
+    list_archive: Option<String>,
 }
 
 /// Puts `value` into `ctx` under `key` without copying it (Context::insert would
@@ -662,6 +700,7 @@ impl CopyMaker {
                     .preferences
                     .is_some()
                     .then_some(links.unsubscribe.as_str()),
+                list_archive: self.list_archive.as_deref(),
             },
             &body,
         )?)
@@ -993,40 +1032,27 @@ impl Run<'_> {
         })
     }
 
-    /// The edition's view; `upto` is its window's end, so counts taken from the store
-    /// are the same whenever the edition is rendered.
+    /// The edition's view; see [`edition_view`].
     fn view(
         &self,
         store: &Store,
         sel: &Selection,
         upto: DateTime<Utc>,
     ) -> Result<DigestView, StoreError> {
-        let mut keys: Vec<(String, String)> = sel
-            .replies
-            .iter()
-            .map(|r| (r.reply.source.clone(), r.reply.essay_key.clone()))
-            .collect();
-        keys.sort();
-        keys.dedup();
-        let parents = store.essays_by_key(&keys)?;
-        let mut view = edition::compose(sel, &parents);
-        // Where the argument is: every essay shows how many replies it has drawn.
-        let ids: Vec<i64> = view
-            .essays
-            .iter()
-            .chain(view.threads.iter().map(|t| &t.essay))
-            .map(|e| e.id)
-            .collect();
-        let counts = store.reply_counts(&ids, upto)?;
-        for (e, n) in view
-            .essays
-            .iter_mut()
-            .chain(view.threads.iter_mut().map(|t| &mut t.essay))
-            .zip(counts)
-        {
-            e.reply_count = n;
-        }
-        Ok(view)
+        edition_view(store, sel, upto)
+    }
+
+    /// An archived digest's public page of edition `number` (none for test copies).
+    fn archive_url(&self, digest: &Digest, number: i64) -> Option<String> {
+        let l = self
+            .links
+            .as_ref()
+            .filter(|_| digest.archive && number > 0)?;
+        Some(crate::web::archive_url(
+            l.base(),
+            &digest.name,
+            Some(number),
+        ))
     }
 
     fn maker(
@@ -1061,6 +1087,8 @@ impl Run<'_> {
                 view: &view,
                 unsubscribe_url: String::new(),
                 preferences_url: None,
+                archive_url: self.archive_url(digest, number),
+                public: false,
             },
         )?;
         let threads = (digest.replies == crate::config::Replies::Followed)
@@ -1078,6 +1106,11 @@ impl Run<'_> {
             spare: std::sync::Mutex::new(Vec::new()),
             inlined: InlineMemo::default(),
             threads,
+            list_archive: self
+                .links
+                .as_ref()
+                .filter(|_| digest.archive)
+                .map(|l| crate::web::archive_url(l.base(), &digest.name, None)),
         })
     }
 }

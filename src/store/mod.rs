@@ -14,6 +14,7 @@ use crate::config;
 use crate::source::http::Validators;
 use crate::source::{Essay, Gathered, Reply};
 
+mod archive;
 mod follows;
 mod people;
 pub use follows::{EssayRef, Followed};

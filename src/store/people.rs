@@ -62,6 +62,8 @@ pub struct Figures {
     pub follows: i64,
     /// Readers following at least one essay.
     pub following_readers: i64,
+    /// Archive pages and feeds served since the endpoint started (set by the endpoint).
+    pub archive_hits: u64,
 }
 
 fn split_digests(s: &str) -> Vec<String> {

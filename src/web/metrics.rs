@@ -138,6 +138,12 @@ pub fn render(f: &Figures) -> String {
         "Readers who follow at least one essay.",
     );
     o.sample("gazette_following_readers", &[], f.following_readers as f64);
+    o.family(
+        "gazette_archive_hits_total",
+        "counter",
+        "Archive pages and feeds served since the endpoint started.",
+    );
+    o.sample("gazette_archive_hits_total", &[], f.archive_hits as f64);
     o.0
 }
 

@@ -6,6 +6,7 @@
 //! link scanners that follow every URL in a message unsubscribe nobody. Pages are Tera
 //! templates (`templates/web/`, with built-in defaults) with every value escaped.
 
+mod archive;
 mod follows;
 pub mod listen;
 mod metrics;
@@ -30,6 +31,7 @@ use crate::deliver::{self, Notice, Transport};
 use crate::store::{Store, StoreError};
 use crate::token::{Claims, Links, Purpose, TokenError};
 
+pub use archive::archive_url;
 pub use metrics::render as render_metrics;
 
 /// Longest name kept from the sign-up form, in characters.
@@ -102,6 +104,10 @@ const PAGES: &[(&str, &str)] = &[
     (
         "follow.html",
         include_str!("../../templates/web/follow.html"),
+    ),
+    (
+        "archive.html",
+        include_str!("../../templates/web/archive.html"),
     ),
     (
         "confirm.html",
@@ -210,6 +216,10 @@ struct App {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_address: DefaultKeyedRateLimiter<String>,
     behind_proxy: bool,
+    /// The digest templates, when a digest has a public archive.
+    renderer: Option<crate::render::Renderer>,
+    /// Archive pages and feeds served since start (for `/metrics`).
+    archive_hits: std::sync::atomic::AtomicU64,
 }
 
 type Shared = Arc<App>;
@@ -356,6 +366,9 @@ fn router(app: Shared) -> Router {
             "/unfollow/{token}",
             get(follows::unfollow_page).post(follows::unfollow_now),
         )
+        .route("/archive/{digest}", get(archive::index))
+        .route("/archive/{digest}/", get(archive::index))
+        .route("/archive/{digest}/{item}", get(archive::item))
         // The forms are a few fields; nothing a browser sends them comes near this.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .layer(axum::middleware::map_response(security_headers))
@@ -431,6 +444,16 @@ pub async fn serve_on(
         .map(deliver::dkim_signer)
         .transpose()
         .map_err(WebError::Dkim)?;
+    let renderer = if config.digests.iter().any(|d| d.archive) {
+        Some(
+            crate::render::Renderer::load(config).map_err(|e| WebError::Templates {
+                dir: config.site.templates_dir.clone(),
+                chain: crate::error_chain(&e),
+            })?,
+        )
+    } else {
+        None
+    };
     let per = |n: u32| Quota::per_hour(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
     let app = Arc::new(App {
         config: config.clone(),
@@ -442,6 +465,8 @@ pub async fn serve_on(
         per_ip: RateLimiter::keyed(per(web.subscribe_per_ip)),
         per_address: RateLimiter::keyed(per(web.subscribe_per_address)),
         behind_proxy: web.behind_proxy,
+        renderer,
+        archive_hits: std::sync::atomic::AtomicU64::new(0),
         web,
     });
 
@@ -533,10 +558,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `/metrics` where no token is asked: the `metrics_listen` address.
 async fn open_metrics(State(app): State<Shared>) -> Response {
     let answer = match app.db(|s| s.figures()).await {
-        Ok(f) => Answer::Text(
+        Ok(mut f) => Answer::Text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(&f),
+            {
+                f.archive_hits = app.archive_hits.load(std::sync::atomic::Ordering::Relaxed);
+                metrics::render(&f)
+            },
         ),
         Err(a) => a,
     };

@@ -276,3 +276,108 @@ async fn auto_follow_follows_what_a_reader_is_sent_and_the_preferences_page_list
         "{page}"
     );
 }
+
+/// Runs Python (html5lib's strict HTML5 parser, feedparser) on `input`.
+fn python_check(script: &str, input: &str) -> String {
+    let python =
+        std::env::var("GAZETTE_TEST_PYTHON").expect("GAZETTE_TEST_PYTHON (scripts/test sets it)");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input");
+    std::fs::write(&file, input).unwrap();
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        input
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+const STRICT_HTML: &str = "import sys, html5lib\nhtml5lib.HTMLParser(strict=True).parse(open(sys.argv[1], 'rb').read())\nprint('ok')";
+const ATOM: &str = "import sys, feedparser\nd = feedparser.parse(open(sys.argv[1], 'rb').read())\nassert not d.bozo, d.bozo_exception\nassert d.version == 'atom10', d.version\nprint(len(d.entries), '|'.join(e.link for e in d.entries))";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_archive_lists_every_edition_parses_and_holds_nothing_personal() {
+    let site = site_with_web("");
+    site.edit(
+        "config.toml",
+        "max_essays = 10\n",
+        "max_essays = 10\narchive = true\n",
+    );
+    let server = Server::start(&site);
+    assert_eq!(site.gazette_async(&["send"]).await.code, 0);
+    let first = copies(&site, "essays-0001-");
+    assert!(!first.is_empty());
+    let base = "https://longmargin.example.org";
+    for m in &first {
+        assert!(
+            m.raw
+                .contains(&format!("List-Archive: <{base}/archive/essays/>")),
+            "{}",
+            m.raw
+        );
+        assert!(
+            m.text
+                .contains(&format!("View in your browser: {base}/archive/essays/1")),
+            "{}",
+            m.text
+        );
+    }
+    // A second edition.
+    site.write(
+        "examples/site/essays/a-late-essay.md",
+        "+++\ntitle = \"A Late Essay\"\nauthor = \"A. Writer\"\n+++\n\nIt came late.\n",
+    );
+    assert_eq!(site.gazette_async(&["send"]).await.code, 0);
+    assert!(!copies(&site, "essays-0002-").is_empty());
+
+    let (status, index) = get(&format!("{}/archive/essays/", server.base)).await;
+    assert_eq!(status, 200, "{index}");
+    assert!(
+        index.contains("No. 2") && index.contains("No. 1"),
+        "{index}"
+    );
+    python_check(STRICT_HTML, &index);
+    let (status, page) = get(&format!("{}/archive/essays/1", server.base)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("The Ferry Timetable"), "{page}");
+    python_check(STRICT_HTML, &page);
+    let (status, feed) = get(&format!("{}/archive/essays/feed.atom", server.base)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        python_check(ATOM, &feed),
+        format!("2 {base}/archive/essays/2|{base}/archive/essays/1")
+    );
+    // Nothing about any reader, in any of them.
+    let personal = [
+        "ada@example.org",
+        "Ada Lovelace",
+        "Bo.Chen",
+        "bo.chen",
+        "Bo Chen",
+        "carmen@",
+        "/unsubscribe/",
+        "/preferences/",
+        "/follow/",
+        "You receive",
+    ];
+    for text in [&index, &page, &feed] {
+        for p in personal {
+            assert!(!text.contains(p), "{p} in an archive page:\n{text}");
+        }
+    }
+    assert_eq!(
+        get(&format!("{}/archive/essays/9", server.base)).await.0,
+        404
+    );
+    assert_eq!(
+        get(&format!("{}/archive/replies/", server.base)).await.0,
+        404,
+        "not archived"
+    );
+}

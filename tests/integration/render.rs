@@ -95,6 +95,8 @@ fn render(cfg: &Config, digest: usize, name: Option<&str>, tz: &str) -> Rendered
         view: &v,
         unsubscribe_url: gazette::deliver::unsubscribe_mailto(&cfg.site, d),
         preferences_url: None,
+        archive_url: None,
+        public: false,
     };
     renderer.render(d, &ctx).unwrap()
 }
@@ -251,6 +253,8 @@ fn shared_css_inlining_gives_the_same_bytes_as_inlining_each_copy() {
                     view: &v,
                     unsubscribe_url: unsubscribe.clone(),
                     preferences_url: Some(preferences.clone()),
+                    archive_url: None,
+                    public: false,
                 };
                 let alone = renderer.render(d, &ctx).unwrap();
                 let mut values = vec![email.as_str(), unsubscribe.as_str(), preferences.as_str()];
