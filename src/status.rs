@@ -24,6 +24,10 @@ pub struct Status {
     pub deferred: i64,
     /// When the earliest deferred delivery is due.
     pub next_retry: Option<DateTime<Utc>>,
+    /// Essays followed, counted once per reader and essay.
+    pub follows: i64,
+    /// Readers following at least one essay.
+    pub following_readers: i64,
 }
 
 /// One digest.
@@ -43,6 +47,10 @@ pub struct DigestStatus {
     pub last_edition: Option<EditionStatus>,
     /// For a local-time digest, each readers' zone and its next fire time (UTC).
     pub audiences: Vec<AudienceStatus>,
+    /// "all" or "followed": which replies a copy carries.
+    pub replies: String,
+    /// The public archive's address, for a digest with `archive = true`.
+    pub archive_url: Option<String>,
 }
 
 /// One time zone of a local-time digest's readers.
@@ -126,6 +134,15 @@ pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError>
             .collect();
         digests.push(DigestStatus {
             audiences,
+            replies: match d.replies {
+                crate::config::Replies::All => "all".into(),
+                crate::config::Replies::Followed => "followed".into(),
+            },
+            archive_url: config
+                .web
+                .as_ref()
+                .filter(|_| d.archive)
+                .map(|w| crate::web::archive_url(&w.base_url, &d.name, None)),
             name: d.name.clone(),
             schedule: d.schedule_text.clone(),
             timezone: d.timezone.name().to_owned(),
@@ -184,6 +201,10 @@ pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError>
         Some(s) => s.owed()?,
         None => (0, 0, None),
     };
+    let (follows, following_readers) = match &store {
+        Some(s) => s.follow_figures()?,
+        None => (0, 0),
+    };
     Ok(Status {
         at: now,
         digests,
@@ -191,5 +212,7 @@ pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError>
         pending,
         deferred,
         next_retry,
+        follows,
+        following_readers,
     })
 }

@@ -308,9 +308,19 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             say("Digests:".into());
             for d in &st.digests {
                 say(format!(
-                    "  {}  \"{}\" in {}",
-                    d.name, d.schedule, d.timezone
+                    "  {}  \"{}\" in {}{}",
+                    d.name,
+                    d.schedule,
+                    d.timezone,
+                    if d.replies == "followed" {
+                        "; replies: followed only"
+                    } else {
+                        ""
+                    }
                 ));
+                if let Some(a) = &d.archive_url {
+                    say(format!("    archive: {a}"));
+                }
                 if d.audiences.is_empty() {
                     if let (Some(local), Some(utc)) = (d.next_local.first(), d.next.first()) {
                         say(format!("    next: {local} ({})", when(utc)));
@@ -346,6 +356,12 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
                     }
                     None => say("    last: no edition yet".into()),
                 }
+            }
+            if st.follows > 0 {
+                say(format!(
+                    "Follows: {} essays followed by {} readers.",
+                    st.follows, st.following_readers
+                ));
             }
             say("Sources:".into());
             for s in &st.sources {

@@ -870,11 +870,11 @@ impl<'t> Validator<'t> {
                 digests.push(dg);
             }
         }
-        for d in &raw.digests {
+        for (i, d) in raw.digests.iter().enumerate() {
             if let Some(a) = d.archive.as_ref().filter(|a| *a.get_ref() && web.is_none()) {
                 self.at_span(
                     a,
-                    "`archive = true` needs the web endpoint: add a `[web]` table (the archive is served at <web.base_url>/archive/<digest>/)".into(),
+                    format!("`digest[{i}].archive`: a public archive needs the web endpoint; add a `[web]` table (the archive is served at <web.base_url>/archive/<digest>/)"),
                 );
             }
         }

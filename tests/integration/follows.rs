@@ -204,6 +204,19 @@ fn the_follows_command_adds_lists_and_removes() {
         "{}",
         add.stdout
     );
+    let status = site.gazette(&["status"]);
+    assert!(
+        status
+            .stdout
+            .contains("Follows: 1 essays followed by 1 readers."),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("replies: followed only"),
+        "{}",
+        status.stdout
+    );
     let list = site.gazette(&["follows", "list", "--json"]);
     let rows: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
     assert_eq!(rows.as_array().map(Vec::len), Some(1), "{}", list.stdout);
@@ -379,5 +392,44 @@ async fn the_public_archive_lists_every_edition_parses_and_holds_nothing_persona
         get(&format!("{}/archive/replies/", server.base)).await.0,
         404,
         "not archived"
+    );
+}
+
+#[test]
+fn an_archive_without_the_web_endpoint_and_an_unknown_replies_choice_are_config_errors() {
+    let site = Site::new();
+    site.edit(
+        "config.toml",
+        "max_essays = 10\n",
+        "max_essays = 10\narchive = true\n",
+    );
+    site.edit(
+        "config.toml",
+        "include = \"replies\"\n",
+        "include = \"replies\"\nreplies = \"some\"\n",
+    );
+    let run = site.gazette(&["check"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let line = |key: &str| {
+        let n = site
+            .read("config.toml")
+            .lines()
+            .position(|l| l.starts_with(key))
+            .unwrap()
+            + 1;
+        format!("config.toml:{n}:")
+    };
+    assert!(
+        run.stderr.contains(&format!(
+            "{}11: `digest[0].archive`: a public archive needs the web endpoint",
+            line("archive =")
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&line("replies =")) && run.stderr.contains("\"some\" is not a choice"),
+        "{}",
+        run.stderr
     );
 }
