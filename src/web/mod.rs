@@ -184,6 +184,21 @@ pub fn check_pages(config: &Config) -> Result<(), WebError> {
     c.insert("active", &true);
     c.insert("saved", &false);
     c.insert("error", &Option::<String>::None);
+    c.insert(
+        "follows",
+        &[serde_json::json!({"title": "A sample essay", "url": "https://example.org/essay/", "unfollow_url": "https://example.org/unfollow/sample"})],
+    );
+    c.insert("auto_follow", &false);
+    c.insert("title", "A sample essay");
+    c.insert("url", "https://example.org/essay/");
+    c.insert("following", &false);
+    c.insert("stop", &false);
+    c.insert("done", &false);
+    c.insert(
+        "editions",
+        &[serde_json::json!({"number": 1, "date": "2026-01-01T08:00:00.000000Z", "subject": "A sample subject", "url": "https://example.org/archive/d/1"})],
+    );
+    c.insert("feed_url", "https://example.org/archive/d/feed.atom");
     for (name, _) in PAGES {
         if *name == "layout.html" {
             continue;
