@@ -600,13 +600,19 @@ impl CopyMaker {
         let Some(all) = &self.threads else {
             return;
         };
-        let mut mine: Vec<tera::Value> = match threads {
-            Some(ids) => all
-                .iter()
-                .filter(|t| t.get("essay").is_some_and(|e| ids.contains(&essay_id(e))))
-                .cloned()
-                .collect(),
-            None => all.clone(),
+        // A reader who follows every thread gets the edition's own array, changed in
+        // place (as an `all` copy would); only a subset is copied, and it is theirs.
+        let every = threads.is_none_or(|ids| ids.len() >= all.len());
+        let mut mine: Vec<tera::Value> = match (every, ctx.remove("threads")) {
+            (true, Some(tera::Value::Array(v))) if v.len() == all.len() => v,
+            (true, _) => all.clone(),
+            (false, _) => {
+                let ids = threads.unwrap_or_default();
+                all.iter()
+                    .filter(|t| t.get("essay").is_some_and(|e| ids.contains(&essay_id(e))))
+                    .cloned()
+                    .collect()
+            }
         };
         let mut count = 0;
         for t in &mut mine {
