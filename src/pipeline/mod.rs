@@ -516,7 +516,7 @@ fn essay_id(v: &tera::Value) -> i64 {
 }
 
 /// One copy to check: its reader and its frozen threads.
-type Copy = (SubscriberRow, Option<Vec<i64>>);
+type Copy<'a> = (&'a SubscriberRow, Option<&'a [i64]>);
 
 /// One recipient's links.
 struct CopyLinks {
@@ -652,8 +652,7 @@ impl CopyMaker {
                 .chunks(per)
                 .map(|part| {
                     scope.spawn(move || {
-                        part.iter()
-                            .try_for_each(|(s, t)| self.check(s, t.as_deref()))
+                        part.iter().try_for_each(|(s, t)| self.check(s, *t))
                     })
                 })
                 .collect();
@@ -816,7 +815,7 @@ impl Run<'_> {
         // chunks ahead of sending, so a large edition is never all in memory.
         let copies: Vec<Copy> = subscribers
             .iter()
-            .map(|s| (s.clone(), threads.get(&s.id).cloned()))
+            .map(|s| (s, threads.get(&s.id).map(Vec::as_slice)))
             .collect();
         maker.check_all(&copies)?;
         drop(copies);
@@ -907,8 +906,8 @@ impl Run<'_> {
                             break;
                         }
                         let copies: Vec<Copy> = page
-                            .into_iter()
-                            .map(|r| (r.subscriber, r.threads))
+                            .iter()
+                            .map(|r| (&r.subscriber, r.threads.as_deref()))
                             .collect();
                         maker.check_all(&copies)?;
                     }
