@@ -690,3 +690,46 @@ async fn a_feed_of_a_hundred_thousand_undated_items_is_read_only_in_part_and_mai
     assert_eq!(send.code, 0, "{send:?}");
     assert!(site.outbox().is_empty(), "{}", send.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rest_root_a_wordpress_home_page_points_elsewhere_is_never_fetched() {
+    let site_server = MockServer::start().await;
+    let inside = MockServer::start().await;
+    let base = site_server.uri();
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw("[]", "application/json"))
+        .mount(&inside)
+        .await;
+    // The discovery header WordPress sends, naming another host's API.
+    let root = format!("http://localhost:{}/wp-json/", inside.address().port());
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header(
+                    "link",
+                    format!("<{root}>; rel=\"https://api.w.org/\"").as_str(),
+                )
+                .set_body_raw("<html><head></head><body></body></html>", "text/html"),
+        )
+        .mount(&site_server)
+        .await;
+    let site = site_with(&format!(
+        "[[source]]\nname = \"wp\"\ntype = \"wordpress\"\nallow_private = true\nbase_url = \"{base}\""
+    ));
+    let (code, stdout, stderr) = gather(&site);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("source `wp` failed"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.contains("not fetched") && line.contains("localhost is not the source's own site"),
+        "{line}"
+    );
+    assert!(inside
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty());
+}
