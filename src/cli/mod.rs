@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
+mod check;
 mod follows;
+mod subscribers;
+
+pub use subscribers::SubscribersCmd;
 
 use crate::config::{self, Config};
 use crate::deliver::StopSignal;
@@ -135,47 +139,6 @@ pub enum Command {
     },
 }
 
-/// `gazette subscribers …`.
-#[derive(Debug, Subcommand)]
-pub enum SubscribersCmd {
-    /// Every subscriber (config.toml and managed) with status, digests and origin.
-    List {
-        /// Print JSON for scripts instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Add a subscriber, or update the name, zone and digests of an active one.
-    /// An address that unsubscribed or bounced is refused: only its owner's
-    /// confirmation may re-subscribe it.
-    Add {
-        /// The address (the domain is lower-cased, an international domain stored in punycode).
-        email: String,
-        /// Display name.
-        #[arg(long)]
-        name: Option<String>,
-        /// IANA time zone, e.g. Europe/Berlin.
-        #[arg(long)]
-        timezone: Option<String>,
-        /// A digest to receive (repeat for several; default: all).
-        #[arg(long = "digest", value_name = "NAME")]
-        digests: Vec<String>,
-    },
-    /// Unsubscribe an address: it is never mailed again, even if config.toml lists it.
-    Remove {
-        /// The address.
-        email: String,
-    },
-    /// Add or update subscribers from a CSV file with a header row: email (required),
-    /// name, timezone, digests (separated by ';'). Bad rows are reported by line number
-    /// and skipped; the good ones are imported. Importing the same file again changes nothing.
-    Import {
-        /// The CSV file.
-        file: PathBuf,
-    },
-    /// Write every subscriber as CSV to stdout (the import format, plus status and origin).
-    Export,
-}
-
 /// Options of `gazette send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -272,9 +235,9 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Run => run_daemon(config).await,
         Command::Serve => serve(config).await,
-        Command::Subscribers { action } => subscribers(&config, action, say),
+        Command::Subscribers { action } => subscribers::subscribers(&config, action, say),
         Command::Follows { action } => follows::follows(&config, action, say),
-        Command::Check => check(&config, say),
+        Command::Check => check::check(&config, say),
         Command::Send(args) => send(&config, args, cli.quiet, say).await,
         Command::Gather => {
             let mut store = Store::open(&config.state_path)?;
@@ -494,146 +457,6 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
                     },
                 ));
             }
-            Ok(EXIT_OK)
-        }
-    }
-}
-
-fn subscribers(
-    config: &Config,
-    action: &SubscribersCmd,
-    say: impl Fn(String),
-) -> anyhow::Result<u8> {
-    use crate::store::Upserted;
-    use crate::subscribers as subs;
-    let mut store = Store::open(&config.state_path)?;
-    let now = crate::time::now();
-    store.sync_subscribers(&config.subscribers, now)?;
-    let known: Vec<String> = config.digests.iter().map(|d| d.name.clone()).collect();
-    match action {
-        SubscribersCmd::List { json } => {
-            let all = store.list_subscribers()?;
-            if *json {
-                print_line(&serde_json::to_string_pretty(&all)?);
-                return Ok(EXIT_OK);
-            }
-            for s in &all {
-                say(format!(
-                    "{:<40} {:<13} {:<8} {:<20} {}{}",
-                    s.email,
-                    s.status,
-                    s.origin,
-                    s.timezone.as_deref().unwrap_or("-"),
-                    if s.digests.is_empty() {
-                        "-".into()
-                    } else {
-                        s.digests.join(",")
-                    },
-                    s.name
-                        .as_deref()
-                        .map(|n| format!("  ({n})"))
-                        .unwrap_or_default(),
-                ));
-            }
-            let active = all.iter().filter(|s| s.status == "active").count();
-            say(format!("{} subscribers, {active} active.", all.len()));
-            Ok(EXIT_OK)
-        }
-        SubscribersCmd::Add {
-            email,
-            name,
-            timezone,
-            digests,
-        } => {
-            let entry =
-                match subs::entry(email, name.as_deref(), timezone.as_deref(), digests, &known) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return Ok(EXIT_ERROR);
-                    }
-                };
-            match store.upsert_subscriber(&entry, "cli", now)? {
-                Upserted::Added => say(format!(
-                    "Added {} ({}).",
-                    entry.email,
-                    entry.digests.join(", ")
-                )),
-                Upserted::Updated => say(format!(
-                    "Updated {} ({}).",
-                    entry.email,
-                    entry.digests.join(", ")
-                )),
-                Upserted::Unchanged => say(format!(
-                    "{} is already subscribed so; nothing changed.",
-                    entry.email
-                )),
-                Upserted::Suppressed { status } => {
-                    eprintln!("error: {} is {status}; an address that left or bounced can only come back by confirming a new subscription itself", entry.email);
-                    return Ok(EXIT_ERROR);
-                }
-            }
-            Ok(EXIT_OK)
-        }
-        SubscribersCmd::Remove { email } => {
-            let address = match config::parse_address(email) {
-                Ok(a) => a.to_string(),
-                Err(e) => {
-                    eprintln!("error: {email:?} is not a valid e-mail address ({e})");
-                    return Ok(EXIT_ERROR);
-                }
-            };
-            match store.unsubscribe(&address, now)?.as_deref() {
-                Some("active") => say(format!(
-                    "Unsubscribed {address}; it will not be mailed again."
-                )),
-                Some(status) => say(format!("{address} is already {status}; nothing changed.")),
-                None => {
-                    eprintln!(
-                        "error: {address} is not a subscriber (see `gazette subscribers list`)"
-                    );
-                    return Ok(EXIT_ERROR);
-                }
-            }
-            Ok(EXIT_OK)
-        }
-        SubscribersCmd::Import { file } => {
-            let text = match std::fs::read_to_string(file) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: cannot read {}: {e}", file.display());
-                    return Ok(EXIT_ERROR);
-                }
-            };
-            let (entries, bad) = subs::read_csv(&text, &known);
-            for b in &bad {
-                eprintln!("error: {}:{}: {}", file.display(), b.line, b.message);
-            }
-            let (mut added, mut updated, mut unchanged, mut suppressed) = (0, 0, 0, 0);
-            for e in &entries {
-                match store.upsert_subscriber(e, "cli", now)? {
-                    Upserted::Added => added += 1,
-                    Upserted::Updated => updated += 1,
-                    Upserted::Unchanged => unchanged += 1,
-                    Upserted::Suppressed { status } => {
-                        suppressed += 1;
-                        tracing::info!(email = %e.email, status = %status, "Not re-subscribed.");
-                    }
-                }
-            }
-            say(format!(
-                "Imported {}: {added} added, {updated} updated, {unchanged} unchanged, {suppressed} left out (unsubscribed or bounced), {} bad rows.",
-                file.display(),
-                bad.len()
-            ));
-            Ok(if bad.is_empty() {
-                EXIT_OK
-            } else {
-                EXIT_PARTIAL
-            })
-        }
-        SubscribersCmd::Export => {
-            print_line(subs::write_csv(&store.list_subscribers()?).trim_end());
             Ok(EXIT_OK)
         }
     }
@@ -912,125 +735,6 @@ fn print_report(report: &SendReport, mode: &Mode, say: &impl Fn(String)) {
     }
     if matches!(mode, Mode::DryRun) {
         say("Dry run: nothing was recorded or written.".into());
-    }
-}
-
-fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8> {
-    let renderer = match Renderer::load(config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(EXIT_ERROR);
-        }
-    };
-    let view = sample_view();
-    let site = SiteInfo {
-        name: config.site.name.clone(),
-        base_url: config.site.base_url.clone(),
-    };
-    let mut problems = 0;
-    if config.web.is_some() {
-        if let Err(e) = crate::web::check_pages(config) {
-            eprintln!("error: {e}");
-            problems += 1;
-        }
-    }
-    for d in &config.digests {
-        let info = DigestInfo {
-            name: d.name.clone(),
-            title: d.title.clone(),
-        };
-        let edition = EditionInfo {
-            number: 1,
-            date: crate::store::ts(crate::time::now()),
-        };
-        let ctx = MessageContext {
-            site: &site,
-            digest: &info,
-            edition: &edition,
-            subscriber: SubscriberInfo {
-                name: Some("Sample Reader".into()),
-                email: "reader@example.org".into(),
-                timezone: d.timezone.name().to_owned(),
-            },
-            view: &view,
-            unsubscribe_url: match &config.web {
-                Some(w) => format!("{}/unsubscribe/sample-token", w.base_url),
-                None => crate::deliver::unsubscribe_mailto(&config.site, d),
-            },
-            preferences_url: config
-                .web
-                .as_ref()
-                .map(|w| format!("{}/preferences/sample-token", w.base_url)),
-            archive_url: None,
-            public: false,
-        };
-        if let Err(e) = renderer.render(d, &ctx) {
-            eprintln!("error: {e}");
-            problems += 1;
-        }
-    }
-    if problems > 0 {
-        return Ok(EXIT_ERROR);
-    }
-    // Suppression wins over the file: say which listed addresses will not be mailed.
-    if config.state_path.exists() {
-        let store = Store::open(&config.state_path)?;
-        for sub in &config.subscribers {
-            let email = sub.email.to_string();
-            if let Some((status, since)) = store.subscriber_status(&email)? {
-                if status != "active" {
-                    eprintln!(
-                        "warning: {} lists {email}, which is {status} (since {since}); it will not be mailed. Remove it from the file, or let them subscribe again themselves.",
-                        config.path.display()
-                    );
-                }
-            }
-        }
-    }
-    say(format!(
-        "{} is valid: {} sources, {} digests, {} subscribers; templates in {} render.",
-        config.path.display(),
-        config.sources.len(),
-        config.digests.len(),
-        config.subscribers.len(),
-        renderer.dir().display()
-    ));
-    Ok(EXIT_OK)
-}
-
-/// Content that exercises every branch of a template: an essay, a thread with a nested
-/// reply and a reader with no name.
-fn sample_view() -> DigestView {
-    let when = "2026-01-01T08:00:00.000000Z".to_owned();
-    let essay = EssayView {
-        id: 1,
-        title: "A sample essay".into(),
-        author: Some("Sample Author".into()),
-        url: Some("https://example.org/sample/".into()),
-        published_at: when.clone(),
-        summary: Some("What a summary looks like.".into()),
-        content_html: "<p>The first paragraph of a sample essay.</p>".into(),
-        reply_count: 2,
-        follow_url: None,
-    };
-    let reply = |author: Option<&str>, depth| ReplyView {
-        author: author.map(str::to_owned),
-        url: Some("https://example.org/sample/#reply-1".into()),
-        published_at: when.clone(),
-        content_html: "<p>A reader’s reply.</p>".into(),
-        depth,
-        answers_earlier: false,
-    };
-    DigestView {
-        essays: vec![essay.clone()],
-        threads: vec![ThreadView {
-            essay,
-            replies: vec![reply(Some("A Reader"), 0), reply(None, 1)],
-            unfollow_url: None,
-        }],
-        reply_count: 2,
-        more_essays: 0,
     }
 }
 

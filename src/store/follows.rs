@@ -36,6 +36,14 @@ pub struct EssayRef {
     pub url: Option<String>,
 }
 
+fn essay_ref_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EssayRef> {
+    Ok(EssayRef {
+        id: row.get(0)?,
+        title: row.get(1)?,
+        url: row.get(2)?,
+    })
+}
+
 impl Store {
     /// Makes `subscriber` follow `essay`; false when they already did.
     pub fn follow(&mut self, subscriber: i64, essay: i64, now: DateTime<Utc>) -> Result<bool> {
@@ -125,13 +133,7 @@ impl Store {
                  WHERE key = ?1 OR url = ?1 OR rtrim(url, '/') = ?2 OR rtrim(key, '/') = ?2
                  ORDER BY id LIMIT 1",
                 params![r, trimmed],
-                |row| {
-                    Ok(EssayRef {
-                        id: row.get(0)?,
-                        title: row.get(1)?,
-                        url: row.get(2)?,
-                    })
-                },
+                essay_ref_row,
             )
             .optional()?)
     }
@@ -143,13 +145,7 @@ impl Store {
             .query_row(
                 "SELECT id, title, url FROM essay WHERE id = ?1",
                 [id],
-                |row| {
-                    Ok(EssayRef {
-                        id: row.get(0)?,
-                        title: row.get(1)?,
-                        url: row.get(2)?,
-                    })
-                },
+                essay_ref_row,
             )
             .optional()?)
     }

@@ -1,0 +1,124 @@
+//! `gazette check`: the config, every digest's templates on a sample edition, and the
+//! web pages, each problem reported with where it is.
+
+use super::*;
+
+/// `gazette check`: every problem found, and the exit code.
+pub(super) fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8> {
+    let renderer = match Renderer::load(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let view = sample_view();
+    let site = SiteInfo {
+        name: config.site.name.clone(),
+        base_url: config.site.base_url.clone(),
+    };
+    let mut problems = 0;
+    if config.web.is_some() {
+        if let Err(e) = crate::web::check_pages(config) {
+            eprintln!("error: {e}");
+            problems += 1;
+        }
+    }
+    for d in &config.digests {
+        let info = DigestInfo {
+            name: d.name.clone(),
+            title: d.title.clone(),
+        };
+        let edition = EditionInfo {
+            number: 1,
+            date: crate::store::ts(crate::time::now()),
+        };
+        let ctx = MessageContext {
+            site: &site,
+            digest: &info,
+            edition: &edition,
+            subscriber: SubscriberInfo {
+                name: Some("Sample Reader".into()),
+                email: "reader@example.org".into(),
+                timezone: d.timezone.name().to_owned(),
+            },
+            view: &view,
+            unsubscribe_url: match &config.web {
+                Some(w) => format!("{}/unsubscribe/sample-token", w.base_url),
+                None => crate::deliver::unsubscribe_mailto(&config.site, d),
+            },
+            preferences_url: config
+                .web
+                .as_ref()
+                .map(|w| format!("{}/preferences/sample-token", w.base_url)),
+            archive_url: None,
+            public: false,
+        };
+        if let Err(e) = renderer.render(d, &ctx) {
+            eprintln!("error: {e}");
+            problems += 1;
+        }
+    }
+    if problems > 0 {
+        return Ok(EXIT_ERROR);
+    }
+    // Suppression wins over the file: say which listed addresses will not be mailed.
+    if config.state_path.exists() {
+        let store = Store::open(&config.state_path)?;
+        for sub in &config.subscribers {
+            let email = sub.email.to_string();
+            if let Some((status, since)) = store.subscriber_status(&email)? {
+                if status != "active" {
+                    eprintln!(
+                        "warning: {} lists {email}, which is {status} (since {since}); it will not be mailed. Remove it from the file, or let them subscribe again themselves.",
+                        config.path.display()
+                    );
+                }
+            }
+        }
+    }
+    say(format!(
+        "{} is valid: {} sources, {} digests, {} subscribers; templates in {} render.",
+        config.path.display(),
+        config.sources.len(),
+        config.digests.len(),
+        config.subscribers.len(),
+        renderer.dir().display()
+    ));
+    Ok(EXIT_OK)
+}
+
+/// Content that exercises every branch of a template: an essay, a thread with a nested
+/// reply and a reader with no name.
+fn sample_view() -> DigestView {
+    let when = "2026-01-01T08:00:00.000000Z".to_owned();
+    let essay = EssayView {
+        id: 1,
+        title: "A sample essay".into(),
+        author: Some("Sample Author".into()),
+        url: Some("https://example.org/sample/".into()),
+        published_at: when.clone(),
+        summary: Some("What a summary looks like.".into()),
+        content_html: "<p>The first paragraph of a sample essay.</p>".into(),
+        reply_count: 2,
+        follow_url: None,
+    };
+    let reply = |author: Option<&str>, depth| ReplyView {
+        author: author.map(str::to_owned),
+        url: Some("https://example.org/sample/#reply-1".into()),
+        published_at: when.clone(),
+        content_html: "<p>A reader’s reply.</p>".into(),
+        depth,
+        answers_earlier: false,
+    };
+    DigestView {
+        essays: vec![essay.clone()],
+        threads: vec![ThreadView {
+            essay,
+            replies: vec![reply(Some("A Reader"), 0), reply(None, 1)],
+            unfollow_url: None,
+        }],
+        reply_count: 2,
+        more_essays: 0,
+    }
+}
