@@ -263,6 +263,24 @@ impl Renderer {
         })
     }
 
+    /// The subject line alone, for listings (the archive index and feed) that need no
+    /// body.
+    pub fn render_subject(
+        &self,
+        digest: &Digest,
+        context: &Context,
+    ) -> Result<String, RenderError> {
+        let name = subject_name(&digest.name);
+        self.tera
+            .render(&name, context)
+            .map(|s| plain_line(&s))
+            .map_err(|e| RenderError::Render {
+                digest: digest.name.clone(),
+                template: name,
+                chain: crate::error_chain(&e),
+            })
+    }
+
     fn render_with(
         &self,
         digest: &Digest,

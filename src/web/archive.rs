@@ -23,12 +23,23 @@ pub fn archive_url(base: &str, digest: &str, number: Option<i64>) -> String {
     }
 }
 
-/// One edition rendered for the public.
+/// What to render of an edition for the public.
+#[derive(Clone, Copy, PartialEq)]
+enum Part {
+    /// The whole page.
+    Page,
+    /// Only the subject line (index and feed entries).
+    Subject,
+}
+
+/// One edition rendered for the public (with `Part::Subject`, `html` and `text` are
+/// empty: listings need no body, so none is rendered).
 fn render(
     app: &super::App,
     store: &Store,
     digest: &crate::config::Digest,
     ed: &EditionRow,
+    part: Part,
 ) -> Result<Option<Rendered>, StoreError> {
     let Some(renderer) = &app.renderer else {
         return Ok(None);
@@ -76,7 +87,17 @@ fn render(
         "archive_index_url",
         &archive_url(app.links.base(), &digest.name, None),
     );
-    match renderer.render_context(digest, &context) {
+    let rendered = match part {
+        Part::Page => renderer.render_context(digest, &context),
+        Part::Subject => renderer
+            .render_subject(digest, &context)
+            .map(|subject| Rendered {
+                subject,
+                html: String::new(),
+                text: String::new(),
+            }),
+    };
+    match rendered {
         Ok(r) => Ok(Some(r)),
         Err(e) => {
             tracing::error!(digest = %digest.name, edition = ed.number, error = %e, "An archive page could not be rendered.");
@@ -116,7 +137,7 @@ pub(super) async fn index(State(app): State<Shared>, Path(name): Path<String>) -
         .db(move |s| {
             let mut out = Vec::new();
             for ed in s.archived_editions(&d.name)? {
-                let subject = render(&a, s, &d, &ed)?
+                let subject = render(&a, s, &d, &ed, Part::Subject)?
                     .map(|r| r.subject)
                     .unwrap_or_default();
                 out.push(serde_json::json!({
@@ -164,7 +185,7 @@ pub(super) async fn item(
     let a = app.clone();
     let rendered = app
         .db(move |s| match s.archived_edition(&digest.name, number)? {
-            Some(ed) => render(&a, s, &digest, &ed),
+            Some(ed) => render(&a, s, &digest, &ed, Part::Page),
             None => Ok(None),
         })
         .await;
@@ -190,7 +211,7 @@ async fn feed(app: Shared, digest: crate::config::Digest) -> Response {
         .db(move |s| {
             let mut out = Vec::new();
             for ed in s.archived_editions(&d.name)?.into_iter().take(50) {
-                let r = render(&a, s, &d, &ed)?;
+                let r = render(&a, s, &d, &ed, Part::Subject)?;
                 out.push((ed, r));
             }
             Ok(out)
