@@ -25,6 +25,9 @@ use crate::schedule::{self, CatchUp};
 use crate::store::{Store, StoreError};
 use crate::time;
 
+/// How often an instance that does not lead looks for owed rows and tries to lead:
+/// the bound on failover after the leader dies (PostgreSQL frees its lock at once).
+pub const FOLLOWER_POLL: chrono::Duration = chrono::Duration::seconds(2);
 /// A tick this close to now is on time, not a catch-up.
 const ON_TIME: chrono::Duration = chrono::Duration::minutes(2);
 /// The longest the daemon sleeps before looking at the clock again (clock jumps, suspend).
@@ -238,27 +241,46 @@ pub async fn run_locked(
     let mut daemon = Daemon {
         stop: StopSignal::new(controls.stop.clone(), config.daemon.shutdown_grace),
         started,
-        store: Store::open(&config.state_path)?,
+        store: Store::connect(&config.state)?,
     };
+    // Several instances on one PostgreSQL store: one leads (gathers and makes
+    // editions), every one delivers. SQLite: always the leader (one daemon per file).
+    let mut leading = daemon.store.try_lead()?;
+    if !leading {
+        tracing::info!("Another instance holds the leader lock: it gathers and makes editions; this one delivers what they owe, serves the endpoint, and takes over if that instance stops.");
+    }
     // Editions a crash or a stop left unfinished go first.
     daemon.send(&config, None, None, None, true).await?;
     loop {
         if daemon.stop.is_set() {
             break;
         }
-        let now = time::now();
-        let due = plan.due_now(&config, now);
-        if !due.is_empty() {
-            daemon.gather(&config, &mut plan, &due).await?;
+        if !leading && daemon.store.try_lead()? {
+            leading = true;
+            tracing::info!("Took over gathering and making editions: the instance that held the leader lock is gone.");
         }
+        let now = time::now();
         let mut wake = now + MAX_NAP;
-        for digest in &config.digests {
-            if daemon.stop.is_set() {
-                break;
+        if leading {
+            let due = plan.due_now(&config, now);
+            if !due.is_empty() {
+                daemon.gather(&config, &mut plan, &due).await?;
             }
-            if let Some(next) = daemon.tick(&config, &mut plan, digest).await? {
-                wake = wake.min(next);
+            for digest in &config.digests {
+                if daemon.stop.is_set() {
+                    break;
+                }
+                if let Some(next) = daemon.tick(&config, &mut plan, digest).await? {
+                    wake = wake.min(next);
+                }
             }
+        } else {
+            // Rows the leader's editions owe (or a dead instance left) are delivered here
+            // too; the store hands each row to one instance.
+            if daemon.store.owed()?.0 > 0 {
+                daemon.send(&config, None, None, None, true).await?;
+            }
+            wake = wake.min(time::now() + FOLLOWER_POLL);
         }
         // Deferred rows are retried when they come due, and the next wake-up is the next
         // row's due time (not the next minute). Rows that came due while a retry pass ran
@@ -296,9 +318,11 @@ pub async fn run_locked(
 fn reload(config: &mut Config, daemon: &mut Daemon) {
     match config::load(&config.path) {
         Ok(new) => {
-            if new.state_path != config.state_path {
+            if new.state_path != config.state_path
+                || new.state.describe() != config.state.describe()
+            {
                 tracing::error!(
-                    "Reload refused: `state.path` changed; restart Gazette to use another database. Keeping the running configuration."
+                    "Reload refused: `state.path` or `state.url` changed; restart Gazette to use another database. Keeping the running configuration."
                 );
                 return;
             }
@@ -332,7 +356,7 @@ impl Daemon {
         names: &[String],
     ) -> Result<(), DaemonError> {
         let now = time::now();
-        let mut store = Store::open(&config.state_path)?;
+        let mut store = Store::connect(&config.state)?;
         let outcomes =
             pipeline::gather_some(config, &mut store, &|n| names.iter().any(|w| w == n), now)
                 .await?;

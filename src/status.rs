@@ -101,8 +101,8 @@ pub struct SourceStatus {
 
 /// Takes the status. Without a database yet, everything is empty but the schedules.
 pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError> {
-    let store = if config.state_path.exists() {
-        Some(Store::open(&config.state_path)?)
+    let store = if config.state.exists() {
+        Some(Store::connect(&config.state)?)
     } else {
         None
     };

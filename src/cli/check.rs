@@ -63,8 +63,8 @@ pub(super) fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8>
         return Ok(EXIT_ERROR);
     }
     // Suppression wins over the file: say which listed addresses will not be mailed.
-    if config.state_path.exists() {
-        let store = Store::open(&config.state_path)?;
+    if config.state.exists() {
+        let store = Store::connect(&config.state)?;
         for sub in &config.subscribers {
             let email = sub.email.to_string();
             if let Some((status, since)) = store.subscriber_status(&email)? {

@@ -68,7 +68,7 @@ pub(super) fn follows(
     action: &FollowsCmd,
     say: impl Fn(String),
 ) -> anyhow::Result<u8> {
-    let mut store = Store::open(&config.state_path)?;
+    let mut store = Store::connect(&config.state)?;
     let now = crate::time::now();
     store.sync_subscribers(&config.subscribers, now)?;
     match action {

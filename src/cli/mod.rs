@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod check;
 mod follows;
+mod store;
 mod subscribers;
 
 pub use subscribers::SubscribersCmd;
@@ -113,6 +114,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: follows::FollowsCmd,
+    },
+    /// Move the store: copy it into a new PostgreSQL database or SQLite file.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        action: store::StoreCmd,
     },
     /// Requeue an edition's failed deliveries, so the next `send` (or `gazette run`)
     /// tries them again: all of them, or those whose last reply contains --reason, or one
@@ -237,10 +244,11 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Serve => serve(config).await,
         Command::Subscribers { action } => subscribers::subscribers(&config, action, say),
         Command::Follows { action } => follows::follows(&config, action, say),
+        Command::Store { action } => store::store(&config, action, say),
         Command::Check => check::check(&config, say),
         Command::Send(args) => send(&config, args, cli.quiet, say).await,
         Command::Gather => {
-            let mut store = Store::open(&config.state_path)?;
+            let mut store = Store::connect(&config.state)?;
             let outcomes = pipeline::gather(&config, &mut store, crate::time::now()).await?;
             let mut failed = 0;
             for g in &outcomes {
@@ -366,14 +374,14 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             reason,
             address,
         } => {
-            if !config.state_path.exists() {
+            if !config.state.exists() {
                 eprintln!(
                     "error: {} does not exist yet: there is nothing to retry",
                     config.state_path.display()
                 );
                 return Ok(EXIT_ERROR);
             }
-            let mut store = Store::open(&config.state_path)?;
+            let mut store = Store::connect(&config.state)?;
             let digests: Vec<&str> = match &digest {
                 Some(d) if config.digests.iter().any(|x| &x.name == d) => vec![d.as_str()],
                 Some(d) => {
@@ -419,14 +427,14 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Editions { limit } => {
-            if !config.state_path.exists() {
+            if !config.state.exists() {
                 say(format!(
                     "No editions yet ({} does not exist).",
                     config.state_path.display()
                 ));
                 return Ok(EXIT_OK);
             }
-            let store = Store::open(&config.state_path)?;
+            let store = Store::connect(&config.state)?;
             let editions = store.editions(*limit)?;
             if editions.is_empty() {
                 say("No editions yet.".into());

@@ -52,7 +52,7 @@ pub(super) fn subscribers(
 ) -> anyhow::Result<u8> {
     use crate::store::Upserted;
     use crate::subscribers as subs;
-    let mut store = Store::open(&config.state_path)?;
+    let mut store = Store::connect(&config.state)?;
     let now = crate::time::now();
     store.sync_subscribers(&config.subscribers, now)?;
     let known: Vec<String> = config.digests.iter().map(|d| d.name.clone()).collect();

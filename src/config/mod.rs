@@ -5,6 +5,7 @@
 //! backticks, so an operator fixes them all in one pass. Nothing else re-reads the file.
 
 mod raw;
+mod state;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -18,6 +19,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::source::http::HttpSettings;
+pub use state::{PgState, PgTls, State};
 use raw::{RawConfig, RawDigest, RawSource, RawSubscriber, S};
 
 /// Validated configuration; every path is already resolved against the config's directory.
@@ -27,8 +29,11 @@ pub struct Config {
     pub path: PathBuf,
     /// The publication.
     pub site: Site,
-    /// SQLite database file.
+    /// SQLite database file (for a PostgreSQL store: where the SQLite file would be,
+    /// beside which instance files such as the daemon lock and the secret live).
     pub state_path: PathBuf,
+    /// Where the store lives: that SQLite file, or a PostgreSQL server.
+    pub state: State,
     /// Where messages go.
     pub delivery: Delivery,
     /// How web sources are fetched.
@@ -627,7 +632,7 @@ impl<'t> Validator<'t> {
                 "templates",
                 "archive_url",
             ],
-            (Some("state"), _) => &["path"],
+            (Some("state"), _) => &["path", "url", "password_env", "password_file", "tls", "ca_file"],
             (Some("delivery"), 2) => &[
                 "transport",
                 "outbox",
@@ -766,17 +771,18 @@ impl<'t> Validator<'t> {
             self.at_span(n, "`site.name` must not be empty".into());
         }
 
-        let state_path = resolve(
-            raw.state
-                .path
-                .as_ref()
-                .map(|s| s.get_ref().as_str())
-                .unwrap_or("gazette.db"),
-        );
+        let state = self.state(&raw.state, &resolve);
+        let state_path = match &state {
+            State::Sqlite(p) => p.clone(),
+            State::Postgres(_) => resolve("gazette.db"),
+        };
         let web = raw
             .web
             .as_ref()
-            .and_then(|w| self.web(w, base_url.as_deref(), &state_path, &resolve));
+            .and_then(|w| {
+                let shared = matches!(state, State::Postgres(_));
+                self.web(w, base_url.as_deref(), &state_path, shared, &resolve)
+            });
 
         let from_domain = from.as_ref().map(|f| f.email.domain().to_owned());
         let delivery = self.delivery(&raw.delivery, &resolve, from_domain.as_deref());
@@ -925,6 +931,7 @@ impl<'t> Validator<'t> {
                     .and_then(|u| self.url(u, "site.archive_url")),
             },
             state_path,
+            state,
             delivery: delivery?,
             http,
             sources,
@@ -954,6 +961,7 @@ impl<'t> Validator<'t> {
         raw: &raw::RawWeb,
         site_url: Option<&str>,
         state_path: &Path,
+        shared: bool,
         resolve: &dyn Fn(&str) -> PathBuf,
     ) -> Option<WebSettings> {
         let listen = match &raw.listen {
@@ -1009,6 +1017,16 @@ impl<'t> Validator<'t> {
                 }
             },
             (None, Some(f)) => Some(SecretSource::File(resolve(f.get_ref()))),
+            // Every instance on a shared store signs and checks the same links, so the
+            // secret cannot be one each instance makes for itself.
+            (None, None) if shared => {
+                let offset = match DeTable::parse(self.text) {
+                    Ok(t) => locate(t.get_ref(), &[Seg::Key("web".into())]).0,
+                    Err(_) => 0,
+                };
+                self.at(offset, "`web`: with a PostgreSQL store every instance must sign links with one secret; set `secret_env` (the same value on each instance, e.g. from `openssl rand -hex 32`) or `secret_file` (a copy of one file)".into());
+                None
+            }
             (None, None) => Some(SecretSource::File(
                 state_path.with_file_name("gazette.secret"),
             )),
@@ -1255,45 +1273,7 @@ impl<'t> Validator<'t> {
                 TlsMode::None => 25,
             },
         };
-        let password = match (&raw.password_env, &raw.password_file) {
-            (Some(_), Some(f)) => {
-                self.at_span(
-                    f,
-                    "`delivery.smtp`: give `password_env` or `password_file`, not both".into(),
-                );
-                None
-            }
-            (Some(var), None) => match std::env::var(var.get_ref()) {
-                Ok(v) if !v.is_empty() => Some(Secret::new(v)),
-                _ => {
-                    self.at_span(
-                        var,
-                        format!(
-                            "`delivery.smtp.password_env`: environment variable {} is not set",
-                            var.get_ref()
-                        ),
-                    );
-                    None
-                }
-            },
-            (None, Some(file)) => {
-                let path = resolve(file.get_ref());
-                match std::fs::read_to_string(&path) {
-                    Ok(v) => Some(Secret::new(v.trim_end_matches(['\r', '\n']).to_owned())),
-                    Err(e) => {
-                        self.at_span(
-                            file,
-                            format!(
-                                "`delivery.smtp.password_file`: cannot read {}: {e}",
-                                path.display()
-                            ),
-                        );
-                        None
-                    }
-                }
-            }
-            (None, None) => None,
-        };
+        let password = self.secret("delivery.smtp", &raw.password_env, &raw.password_file, resolve);
         let ca_pem = raw.ca_file.as_ref().and_then(|f| {
             let path = resolve(f.get_ref());
             match std::fs::read(&path) {

@@ -78,6 +78,16 @@ pub(crate) struct RawWeb {
 pub(crate) struct RawState {
     /// SQLite file; default "gazette.db" beside the config file.
     pub(crate) path: Option<S>,
+    /// PostgreSQL URL, instead of a SQLite file.
+    pub(crate) url: Option<S>,
+    /// Environment variable holding the PostgreSQL password.
+    pub(crate) password_env: Option<S>,
+    /// File holding the PostgreSQL password.
+    pub(crate) password_file: Option<S>,
+    /// "prefer" (default), "require" or "off".
+    pub(crate) tls: Option<S>,
+    /// PEM roots for the server's certificate.
+    pub(crate) ca_file: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -307,8 +307,8 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         .map(Arc::new);
     let links = config.web.as_ref().map(Links::load).transpose()?;
     let mut store = match opts.mode {
-        Mode::Deliver => Store::open(&config.state_path)?,
-        _ => Store::scratch_copy(&config.state_path)?,
+        Mode::Deliver => Store::connect(&config.state)?,
+        _ => Store::scratch_of(&config.state)?,
     };
     let gathered_at = time::now();
     store.sync_subscribers(&config.subscribers, gathered_at)?;

@@ -1,6 +1,6 @@
 //! What the public archive reads: a digest's editions, newest first.
 
-use rusqlite::OptionalExtension;
+use super::db::{params, OptionalExtension};
 
 use super::{edition_from_raw, edition_raw, EditionRow, Result, Store, EDITION_SELECT};
 
@@ -26,7 +26,7 @@ impl Store {
                     "{EDITION_SELECT} WHERE digest = ?1 AND number = ?2 AND EXISTS (SELECT 1 FROM delivery d
                        WHERE d.edition_id = edition.id AND d.status = 'sent')"
                 ),
-                rusqlite::params![digest, number],
+                params![digest, number],
                 edition_raw,
             )
             .optional()?;

@@ -29,7 +29,7 @@ impl Store {
         let now_s = ts(now);
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            .transaction()?;
         let first_gather = tx
             .query_row(
                 "SELECT 1 FROM source_state WHERE source = ?1 AND first_gathered_at IS NOT NULL",
@@ -46,10 +46,10 @@ impl Store {
                 "INSERT INTO essay (source, key, title, author, url, published_at, updated_at, summary, content_html, first_seen_at, backfill, origin_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (source, key) DO UPDATE SET
-                   title = excluded.title, author = COALESCE(excluded.author, author), url = excluded.url,
+                   title = excluded.title, author = COALESCE(excluded.author, essay.author), url = excluded.url,
                    published_at = excluded.published_at, updated_at = excluded.updated_at,
                    summary = excluded.summary, content_html = excluded.content_html,
-                   origin_id = COALESCE(excluded.origin_id, origin_id), retracted_at = NULL",
+                   origin_id = COALESCE(excluded.origin_id, essay.origin_id), retracted_at = NULL",
             )?;
             // Context essays are archive by definition: stored as backfill, never counted.
             let all = g
@@ -92,10 +92,10 @@ impl Store {
                    essay_key = excluded.essay_key,
                    -- A route that cannot see threads (an RSS comment feed without its
                    -- \"In reply to\" line) must not erase a parent another route knew.
-                   parent_key = COALESCE(excluded.parent_key, parent_key),
+                   parent_key = COALESCE(excluded.parent_key, reply.parent_key),
                    author = excluded.author, url = excluded.url,
                    published_at = excluded.published_at, content_html = excluded.content_html,
-                   origin_id = COALESCE(excluded.origin_id, origin_id), retracted_at = NULL",
+                   origin_id = COALESCE(excluded.origin_id, reply.origin_id), retracted_at = NULL",
             )?;
             for r in &g.replies {
                 let new = exists_r
@@ -126,8 +126,8 @@ impl Store {
             // Unplaced replies: kept (first sighting wins), forgotten once placed or
             // after 30 days.
             let mut keep = tx.prepare_cached(
-                "INSERT OR IGNORE INTO unplaced_reply (source, key, url, in_reply_to, in_reply_to_href, reply_to_comment, author, published_at, content_html, first_seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO unplaced_reply (source, key, url, in_reply_to, in_reply_to_href, reply_to_comment, author, published_at, content_html, first_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
             )?;
             for u in &g.unplaced {
                 keep.execute(params![
@@ -153,7 +153,7 @@ impl Store {
             let mut fetched = tx.prepare_cached(
                 "INSERT INTO http_cache (url, source, essay_key, etag, last_modified, fetched_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (url) DO UPDATE SET source = ?2, essay_key = COALESCE(?3, essay_key),
+                 ON CONFLICT (url) DO UPDATE SET source = ?2, essay_key = COALESCE(?3, http_cache.essay_key),
                    etag = ?4, last_modified = ?5, fetched_at = ?6",
             )?;
             let mut unchanged =
@@ -182,9 +182,9 @@ impl Store {
             "INSERT INTO source_state (source, first_gathered_at, last_gathered_at, last_ok_at, last_error, last_new_essays, last_new_replies, gathers, api_root, route)
              VALUES (?1, ?2, ?2, ?2, NULL, ?3, ?4, 1, ?5, ?6)
              ON CONFLICT (source) DO UPDATE SET last_gathered_at = ?2, last_ok_at = ?2,
-               first_gathered_at = COALESCE(first_gathered_at, ?2),
-               last_error = NULL, last_new_essays = ?3, last_new_replies = ?4, gathers = gathers + 1,
-               api_root = COALESCE(?5, api_root), route = ?6",
+               first_gathered_at = COALESCE(source_state.first_gathered_at, ?2),
+               last_error = NULL, last_new_essays = ?3, last_new_replies = ?4, gathers = source_state.gathers + 1,
+               api_root = COALESCE(?5, source_state.api_root), route = ?6",
             params![source, now_s, added.essays as i64, added.replies as i64, g.api_root, g.route],
         )?;
         added.unplaced = tx.query_row(
@@ -210,7 +210,7 @@ impl Store {
         self.conn.execute(
             "INSERT INTO source_state (source, last_gathered_at, last_error, gathers, failures) VALUES (?1, ?2, ?3, 1, 1)
              ON CONFLICT (source) DO UPDATE SET last_gathered_at = ?2, last_error = ?3,
-               gathers = gathers + 1, failures = failures + 1",
+               gathers = source_state.gathers + 1, failures = source_state.failures + 1",
             params![source, ts(now), error],
         )?;
         Ok(())
@@ -294,7 +294,7 @@ impl Store {
         let recent = ts(now - recent_replies);
         let mut stmt = self.conn.prepare_cached(
             "SELECT origin_id, key, updated_at FROM (SELECT origin_id, key, updated_at FROM essay
-               WHERE source = ?1 AND origin_id IS NOT NULL ORDER BY id DESC LIMIT 5000)
+               WHERE source = ?1 AND origin_id IS NOT NULL ORDER BY id DESC LIMIT 5000) AS newest
              UNION ALL
              SELECT origin_id, key, NULL FROM reply
                WHERE source = ?1 AND origin_id IS NOT NULL AND first_seen_at >= ?2",

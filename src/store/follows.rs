@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+use super::db::{self, params, OptionalExtension, Row};
 
 use super::{ts, Result, Store};
 
@@ -36,7 +36,7 @@ pub struct EssayRef {
     pub url: Option<String>,
 }
 
-fn essay_ref_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EssayRef> {
+fn essay_ref_row(row: &Row<'_>) -> db::DbResult<EssayRef> {
     Ok(EssayRef {
         id: row.get(0)?,
         title: row.get(1)?,
@@ -48,7 +48,7 @@ impl Store {
     /// Makes `subscriber` follow `essay`; false when they already did.
     pub fn follow(&mut self, subscriber: i64, essay: i64, now: DateTime<Utc>) -> Result<bool> {
         let n = self.conn.execute(
-            "INSERT OR IGNORE INTO follow (subscriber_id, essay_id, created_at) VALUES (?1, ?2, ?3)",
+            "INSERT INTO follow (subscriber_id, essay_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             params![subscriber, essay, ts(now)],
         )?;
         Ok(n > 0)
@@ -201,7 +201,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut ins = tx.prepare_cached(
-                "INSERT OR IGNORE INTO follow (subscriber_id, essay_id, created_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO follow (subscriber_id, essay_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             )?;
             let at = ts(now);
             for s in subscribers {
@@ -243,7 +243,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id FROM subscriber WHERE email = ?1 COLLATE NOCASE",
+                "SELECT id FROM subscriber WHERE email = ?1",
                 [email],
                 |r| r.get(0),
             )
@@ -270,6 +270,6 @@ impl Store {
                 },
             ))
         })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        Ok(rows.collect::<db::DbResult<Vec<_>>>()?)
     }
 }

@@ -9,8 +9,8 @@ impl Store {
     /// earliest retry time).
     pub fn owed(&self) -> Result<(i64, i64, Option<DateTime<Utc>>)> {
         let (pending, deferred, next): (i64, i64, Option<String>) = self.conn.query_row(
-            "SELECT COALESCE(SUM(status IN ('pending', 'sending')), 0),
-                    COALESCE(SUM(status = 'deferred'), 0),
+            "SELECT COUNT(*) FILTER (WHERE status IN ('pending', 'sending')),
+                    COUNT(*) FILTER (WHERE status = 'deferred'),
                     MIN(CASE WHEN status = 'deferred' THEN next_attempt_at END)
              FROM delivery",
             [],
@@ -81,7 +81,8 @@ impl Store {
     ) -> Result<()> {
         self.conn.execute(
             "INSERT INTO schedule_tick (digest, audience, last_tick) VALUES (?1, ?2, ?3)
-             ON CONFLICT (digest, audience) DO UPDATE SET last_tick = MAX(last_tick, excluded.last_tick)",
+             ON CONFLICT (digest, audience) DO UPDATE SET last_tick = CASE WHEN excluded.last_tick > schedule_tick.last_tick
+                 THEN excluded.last_tick ELSE schedule_tick.last_tick END",
             params![digest, audience, ts(tick)],
         )?;
         Ok(())
@@ -117,17 +118,21 @@ impl Store {
     ) -> Result<Option<EditionRow>> {
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            .transaction()?;
         let number = e.number;
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO edition (digest, number, scheduled_for, window_from, window_to, created_at, audience, more_essays)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![e.digest, number, ts(e.scheduled_for), ts(e.window_from), ts(e.window_to), ts(now), e.audience, e.more_essays as i64],
-        )?;
-        if inserted == 0 {
+        // Unique per digest, audience and tick (and per number): a second process making
+        // the same edition inserts nothing and is told so.
+        let inserted: Option<i64> = tx
+            .query_row(
+                "INSERT INTO edition (digest, number, scheduled_for, window_from, window_to, created_at, audience, more_essays)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING RETURNING id",
+                params![e.digest, number, ts(e.scheduled_for), ts(e.window_from), ts(e.window_to), ts(now), e.audience, e.more_essays as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = inserted else {
             return Ok(None);
-        }
-        let id = tx.last_insert_rowid();
+        };
         {
             let mut item = tx.prepare_cached(
                 "INSERT INTO edition_item (edition_id, kind, item_id, position) VALUES (?1, ?2, ?3, ?4)",
@@ -139,7 +144,7 @@ impl Store {
                 item.execute(params![id, "reply", reply, pos as i64])?;
             }
             let mut delivery = tx.prepare_cached(
-                "INSERT OR IGNORE INTO delivery (edition_id, subscriber_id, threads) VALUES (?1, ?2, ?3)",
+                "INSERT INTO delivery (edition_id, subscriber_id, threads) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             )?;
             for s in &e.subscribers {
                 let threads = e
@@ -219,6 +224,36 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<(Vec<PendingDelivery>, Option<i64>)> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let is_dead = |t: &str| self.claim_dead(t, is_dead);
+        // Several instances on one PostgreSQL: first reserve the next rows nobody live
+        // holds (SKIP LOCKED: two instances reserving at once take disjoint rows), then
+        // list only those, so each instance renders and sends its own share. The
+        // reservation is the session's claim token on a still-pending row; it dies with
+        // the session, and a dead instance's reserved rows are reserved again here.
+        let (mine, upper) = match self.session.as_ref().map(|s| s.token()) {
+            None => (None, i64::MAX),
+            Some(me) => {
+                let reserved: Vec<i64> = self
+                    .conn
+                    .query_map(
+                        "UPDATE delivery SET claimed_by = ?1 WHERE id IN (
+                           SELECT d.id FROM delivery d WHERE d.edition_id = ?2 AND d.id > ?3
+                              AND (d.status = 'pending' OR (d.status = 'deferred'
+                                   AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?4)))
+                              AND (d.claimed_by IS NULL OR d.claimed_by = ?1 OR NOT EXISTS (
+                                   SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+                                      AND l.classid::bigint = ?5 AND l.objsubid = 2
+                                      AND 'pg:' || l.objid::text = d.claimed_by))
+                            ORDER BY d.id LIMIT ?6 FOR UPDATE SKIP LOCKED)
+                         RETURNING id",
+                        params![me, edition_id, after, ts(now), super::instances::CLAIM_CLASS, limit],
+                        |r| r.get(0),
+                    )?
+                    .collect::<std::result::Result<_, _>>()?;
+                (Some(me), reserved.iter().copied().max().unwrap_or(i64::MAX))
+            }
+        };
         let mut stmt = self.conn.prepare_cached(
             "SELECT d.id, d.attempts, s.id, s.email, s.name, COALESCE(s.chosen_timezone, s.timezone),
                     CASE WHEN s.status = 'active' AND NOT EXISTS (SELECT 1 FROM subscription w
@@ -227,13 +262,13 @@ impl Store {
                          THEN 'unsubscribed' ELSE s.status END,
                     d.status, d.claimed_by, d.threads
              FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id
-             WHERE +d.edition_id = ?1 AND d.id > ?3 AND (d.status = 'pending'
+             WHERE +d.edition_id = ?1 AND d.id > ?3 AND d.id <= ?6 AND (d.status = 'pending'
                 OR (d.status = 'deferred' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?2))
                 OR d.status = 'sending')
+               AND (CAST(?5 AS TEXT) IS NULL OR d.status = 'sending' OR d.claimed_by = ?5)
              ORDER BY d.id LIMIT ?4",
         )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![edition_id, ts(now), after, limit], |r| {
+        let rows = stmt.query_map(params![edition_id, ts(now), after, limit, mine, upper], |r| {
             Ok((
                 PendingDelivery {
                     id: r.get(0)?,
@@ -260,7 +295,7 @@ impl Store {
             let (mut pending, status, claimed_by) = row?;
             last = Some(pending.id);
             if status == "sending" {
-                if !claimed_by.as_deref().is_none_or(is_dead) {
+                if !claimed_by.as_deref().is_none_or(&is_dead) {
                     continue;
                 }
                 // Claims are never NULL once set; an empty token stands for "none".
@@ -269,6 +304,16 @@ impl Store {
             out.push(pending);
         }
         Ok((out, last))
+    }
+
+    /// Whether a claim's holder is gone: PostgreSQL sessions by their lock, others
+    /// (this host's processes) by `is_dead`.
+    fn claim_dead(&self, token: &str, is_dead: &dyn Fn(&str) -> bool) -> bool {
+        if token.starts_with("pg:") {
+            self.pg_claim_dead(token)
+        } else {
+            is_dead(token)
+        }
     }
 
     /// The smallest delivery row id of an edition (where paging through it starts).
@@ -288,6 +333,7 @@ impl Store {
         now: DateTime<Utc>,
         is_dead: &dyn Fn(&str) -> bool,
     ) -> Result<usize> {
+        let is_dead = |t: &str| self.claim_dead(t, is_dead);
         let due: i64 = self.conn.query_row(
             "SELECT COUNT(*) FROM delivery WHERE edition_id = ?1 AND (status = 'pending'
                 OR (status = 'deferred' AND (next_attempt_at IS NULL OR next_attempt_at <= ?2)))",
@@ -299,7 +345,7 @@ impl Store {
         )?;
         let mut stale = 0usize;
         for claim in stmt.query_map([edition_id], |r| r.get::<_, Option<String>>(0))? {
-            if claim?.as_deref().is_none_or(is_dead) {
+            if claim?.as_deref().is_none_or(&is_dead) {
                 stale += 1;
             }
         }
@@ -345,18 +391,21 @@ impl Store {
         let durable = self
             .last_durable
             .is_none_or(|t| t.elapsed() >= GROUP_COMMIT);
-        if !durable {
-            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // (SQLite only: a PostgreSQL commit is as durable as the server makes it.)
+        let sqlite = self.conn.sqlite();
+        if let (false, Some(c)) = (durable, sqlite) {
+            c.pragma_update(None, "synchronous", "NORMAL")?;
         }
-        let claimed = self.step_tx(settle, claims, claimant);
+        let token = self.claim_token(claimant).to_owned();
+        let claimed = self.step_tx(settle, claims, &token);
         if durable {
             if claimed.is_ok() {
                 self.last_durable = Some(std::time::Instant::now());
                 self.unsynced = false;
             }
-        } else {
+        } else if let Some(c) = self.conn.sqlite() {
             self.unsynced |= claimed.is_ok();
-            self.conn.pragma_update(None, "synchronous", "FULL")?;
+            c.pragma_update(None, "synchronous", "FULL")?;
         }
         claimed
     }
@@ -368,8 +417,9 @@ impl Store {
             self.step(settle, &[], claimant)?;
         } else if self.unsynced {
             // A checkpoint syncs the write-ahead log before copying it back.
-            self.conn
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            if let Some(c) = self.conn.sqlite() {
+                c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            }
             self.unsynced = false;
         }
         Ok(())
@@ -387,8 +437,8 @@ impl Store {
     ) -> Result<(usize, usize)> {
         let tx = self.conn.transaction()?;
         let filter = "d.edition_id = ?1 AND d.status = 'failed'
-             AND (?2 IS NULL OR instr(COALESCE(d.last_reply, ''), ?2) > 0)
-             AND (?3 IS NULL OR s.email = ?3 COLLATE NOCASE)";
+             AND (CAST(?2 AS TEXT) IS NULL OR instr(COALESCE(d.last_reply, ''), ?2) > 0)
+             AND (CAST(?3 AS TEXT) IS NULL OR s.email = ?3)";
         let refused: i64 = tx.query_row(
             &format!(
                 "SELECT COUNT(*) FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id

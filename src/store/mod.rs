@@ -1,14 +1,18 @@
-//! The only code that touches SQLite: migrations, idempotent upserts, editions,
+//! The only code that touches the database: migrations, idempotent upserts, editions,
 //! deliveries and subscribers. It stores and answers; it holds no business rules.
 //!
-//! WAL mode with `synchronous=FULL`: a committed claim or settlement survives a process
-//! crash and power loss (ARCHITECTURE.md, "Durability and speed of the ledger").
+//! Two backends behind one [`Store`]: a SQLite file (the default) and a PostgreSQL
+//! server (`[state] url`), through [`db::Conn`]; every query below is written once.
+//! SQLite runs in WAL mode with `synchronous=FULL`: a committed claim or settlement
+//! survives a process crash and power loss (ARCHITECTURE.md, "Durability and speed of
+//! the ledger"); PostgreSQL commits are durable as the server is configured.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use db::{params, Conn, DbError, OptionalExtension, Row};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::config;
 use crate::source::http::Validators;
@@ -16,7 +20,10 @@ use crate::source::{Essay, Gathered, Reply};
 
 mod archive;
 mod content;
+mod copy;
+pub mod db;
 mod follows;
+mod instances;
 mod ledger;
 mod people;
 mod web_state;
@@ -69,9 +76,20 @@ pub enum StoreError {
         /// The file.
         path: PathBuf,
     },
+    /// The PostgreSQL server could not be reached or refused the login.
+    #[error("cannot open database {url}: {reason}")]
+    Connect {
+        /// The URL (no password).
+        url: String,
+        /// What the server or the network said, and what to check.
+        reason: String,
+    },
     /// A query failed.
     #[error("database error: {}", plain_sql(.0))]
-    Sql(#[from] rusqlite::Error),
+    Sql(#[from] DbError),
+    /// `store copy` found its destination unusable, or the copy did not check out.
+    #[error("{0}")]
+    Copy(String),
     /// A stored value could not be read back.
     #[error("database holds an unreadable value: {0}")]
     Corrupt(String),
@@ -365,8 +383,11 @@ fn open_reason(path: &Path, e: &rusqlite::Error) -> String {
 }
 
 /// A query's failure in plain words where SQLite has a known cause.
-fn plain_sql(e: &rusqlite::Error) -> String {
+fn plain_sql(e: &DbError) -> String {
     use rusqlite::ErrorCode as C;
+    let DbError::Sqlite(e) = e else {
+        return e.to_string();
+    };
     match e.sqlite_error_code() {
         Some(C::DiskFull) => "the disk is full".into(),
         Some(C::ReadOnly) => {
@@ -427,13 +448,22 @@ fn opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
     s.as_deref().map(parse_ts).transpose()
 }
 
-/// The ledger and archive, one SQLite connection.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sql(DbError::Sqlite(e))
+    }
+}
+
+/// The ledger and archive: one connection, to a SQLite file or a PostgreSQL server.
 pub struct Store {
-    conn: Connection,
+    conn: Conn,
     /// When `step` last committed with a sync to disk (group commit).
     last_durable: Option<std::time::Instant>,
     /// A `step` has committed without a sync since.
     unsynced: bool,
+    /// For PostgreSQL: this session's claim token, tied to an advisory lock it holds
+    /// for as long as it lives (see `instances.rs`).
+    session: Option<instances::Session>,
 }
 
 /// How long delivery outcomes may sit in the OS before a commit syncs them to disk.
@@ -441,6 +471,50 @@ pub struct Store {
 pub const GROUP_COMMIT: Duration = Duration::from_millis(100);
 
 impl Store {
+    /// Opens the configured store: the SQLite file, or a session on the PostgreSQL
+    /// server; either way its schema is brought up to date.
+    pub fn connect(state: &config::State) -> Result<Store> {
+        match state {
+            config::State::Sqlite(path) => Store::open(path),
+            config::State::Postgres(pg) => Store::open_pg(pg),
+        }
+    }
+
+    /// For a dry run or a preview: a scratch copy the run may change freely (SQLite in
+    /// memory), so the real store is never touched.
+    pub fn scratch_of(state: &config::State) -> Result<Store> {
+        match state {
+            config::State::Sqlite(path) => Store::scratch_copy(path),
+            config::State::Postgres(pg) => {
+                let src = Store::open_pg(pg)?;
+                let mut dst = Store::memory()?;
+                copy::copy_all(&src, &mut dst, &mut |_, _| {})?;
+                Ok(dst)
+            }
+        }
+    }
+
+    /// An empty store in memory.
+    pub fn memory() -> Result<Store> {
+        let mut conn = Connection::open_in_memory()?;
+        migrate_sqlite(&mut conn, Path::new(":memory:"))?;
+        Ok(Store::wrap(Conn::Sqlite(conn)))
+    }
+
+    fn wrap(conn: Conn) -> Store {
+        Store {
+            conn,
+            last_durable: None,
+            unsynced: false,
+            session: None,
+        }
+    }
+
+    /// Which backend this store is on.
+    pub fn backend(&self) -> db::Backend {
+        self.conn.backend()
+    }
+
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -454,7 +528,7 @@ impl Store {
             reason: open_reason(path, &source),
         };
         refuse_empty(path)?;
-        let conn = Connection::open(path).map_err(wrap)?;
+        let mut conn = Connection::open(path).map_err(wrap)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
         // Switching a new file to WAL takes an exclusive lock that the busy timeout does
         // not wait for: another process opening it at the same moment gets "locked".
@@ -476,13 +550,8 @@ impl Store {
         // process crash (ARCHITECTURE.md, "Durability and speed of the ledger").
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(wrap)?;
-        let mut store = Store {
-            conn,
-            last_durable: None,
-            unsynced: false,
-        };
-        store.migrate(path)?;
-        Ok(store)
+        migrate_sqlite(&mut conn, path)?;
+        Ok(Store::wrap(Conn::Sqlite(conn)))
     }
 
     /// An in-memory copy of the database at `path` (or an empty one if there is none):
@@ -502,61 +571,8 @@ impl Store {
                 .run_to_completion(256, Duration::ZERO, None)
                 .map_err(wrap)?;
         }
-        let mut store = Store {
-            conn,
-            last_durable: None,
-            unsynced: false,
-        };
-        store.migrate(path)?;
-        Ok(store)
-    }
-
-    fn migrate(&mut self, path: &Path) -> Result<()> {
-        let known = MIGRATIONS.len() as i64;
-        // Off while migrating: a migration may rebuild a table others refer to (SQLite's
-        // documented procedure); the references are checked before each commit.
-        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
-        loop {
-            // The version is read inside the write transaction: two processes opening a
-            // new database at once (`gazette run` and its web endpoint, or `serve`)
-            // must not both apply the same step.
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            if version > known {
-                return Err(StoreError::TooNew {
-                    path: path.to_owned(),
-                    found: version,
-                    known,
-                });
-            }
-            let Some(sql) = usize::try_from(version)
-                .ok()
-                .and_then(|v| MIGRATIONS.get(v))
-            else {
-                tx.commit()?;
-                break;
-            };
-            tx.execute_batch(sql)?;
-            let broken: i64 =
-                tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
-                    r.get(0)
-                })?;
-            if broken > 0 {
-                return Err(StoreError::Sql(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
-                    Some(format!(
-                        "migration {} left {broken} broken references",
-                        version + 1
-                    )),
-                )));
-            }
-            tx.pragma_update(None, "user_version", version + 1)?;
-            tx.commit()?;
-        }
-        self.conn.pragma_update(None, "foreign_keys", "ON")?;
-        Ok(())
+        migrate_sqlite(&mut conn, path)?;
+        Ok(Store::wrap(Conn::Sqlite(conn)))
     }
 
     fn step_tx(
@@ -567,7 +583,7 @@ impl Store {
     ) -> Result<Vec<bool>> {
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            .transaction()?;
         {
             let mut sent = tx.prepare_cached(
                 "UPDATE delivery SET status = 'sent', sent_at = ?2, last_reply = ?3, next_attempt_at = NULL, claimed_by = NULL,
@@ -624,7 +640,7 @@ impl Store {
             let mut claim = tx.prepare_cached(
                 "UPDATE delivery SET status = 'sending', message_id = ?2, claimed_by = ?3
                  WHERE id = ?1 AND (status IN ('pending', 'deferred')
-                    OR (status = 'sending' AND ?4 IS NOT NULL AND COALESCE(claimed_by, '') = ?4))",
+                    OR (status = 'sending' AND CAST(?4 AS TEXT) IS NOT NULL AND COALESCE(claimed_by, '') = ?4))",
             )?;
             for c in claims {
                 claimed.push(
@@ -671,6 +687,53 @@ impl Store {
     }
 }
 
+/// Brings a SQLite database up to the newest schema, one step per transaction.
+fn migrate_sqlite(conn: &mut Connection, path: &Path) -> Result<()> {
+    let known = MIGRATIONS.len() as i64;
+    // Off while migrating: a migration may rebuild a table others refer to (SQLite's
+    // documented procedure); the references are checked before each commit.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    loop {
+        // The version is read inside the write transaction: two processes opening a
+        // new database at once (`gazette run` and its web endpoint, or `serve`)
+        // must not both apply the same step.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: version,
+                known,
+            });
+        }
+        let Some(sql) = usize::try_from(version)
+            .ok()
+            .and_then(|v| MIGRATIONS.get(v))
+        else {
+            tx.commit()?;
+            break;
+        };
+        tx.execute_batch(sql)?;
+        let broken: i64 =
+            tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if broken > 0 {
+            return Err(StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(format!(
+                    "migration {} left {broken} broken references",
+                    version + 1
+                )),
+            )));
+        }
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
 const ESSAY_SELECT: &str = "SELECT essay.id, essay.source, essay.key, essay.title, essay.author, essay.url,
     essay.published_at, essay.updated_at, essay.summary, essay.content_html, essay.first_seen_at, essay.backfill, essay.origin_id FROM essay";
 const REPLY_SELECT: &str = "SELECT reply.id, reply.source, reply.key, reply.essay_key, reply.parent_key, reply.author,
@@ -679,7 +742,7 @@ const EDITION_SELECT: &str = "SELECT id, digest, number, scheduled_for, window_f
 
 type EssayRaw = (i64, Essay, Option<String>, Option<String>, String, bool);
 
-fn essay_raw(r: &Row<'_>) -> rusqlite::Result<EssayRaw> {
+fn essay_raw(r: &Row<'_>) -> db::DbResult<EssayRaw> {
     Ok((
         r.get(0)?,
         Essay {
@@ -716,7 +779,7 @@ fn essay_from_raw(
 
 type ReplyRaw = (i64, Reply, Option<String>, String, bool);
 
-fn reply_raw(r: &Row<'_>) -> rusqlite::Result<ReplyRaw> {
+fn reply_raw(r: &Row<'_>) -> db::DbResult<ReplyRaw> {
     Ok((
         r.get(0)?,
         Reply {
@@ -758,7 +821,7 @@ type EditionRaw = (
     String,
 );
 
-fn edition_raw(r: &Row<'_>) -> rusqlite::Result<EditionRaw> {
+fn edition_raw(r: &Row<'_>) -> db::DbResult<EditionRaw> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -788,7 +851,7 @@ fn edition_from_raw(
     })
 }
 
-fn subscriber_row(r: &Row<'_>) -> rusqlite::Result<SubscriberRow> {
+fn subscriber_row(r: &Row<'_>) -> db::DbResult<SubscriberRow> {
     Ok(SubscriberRow {
         id: r.get(0)?,
         email: r.get(1)?,

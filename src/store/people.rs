@@ -14,9 +14,9 @@ impl Store {
         let now_s = ts(now);
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            .transaction()?;
         tx.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS listed (id INTEGER PRIMARY KEY)",
+            "CREATE TEMP TABLE IF NOT EXISTS listed (id BIGINT PRIMARY KEY)",
             [],
         )?;
         for s in subs {
@@ -38,20 +38,20 @@ impl Store {
             )?;
             for d in &s.digests {
                 tx.execute(
-                    "INSERT OR IGNORE INTO subscriber_digest (subscriber_id, digest) VALUES (?1, ?2)",
+                    "INSERT INTO subscriber_digest (subscriber_id, digest) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                     params![id, d],
                 )?;
             }
-            tx.execute("INSERT OR IGNORE INTO temp.listed (id) VALUES (?1)", [id])?;
+            tx.execute("INSERT INTO listed (id) VALUES (?1) ON CONFLICT DO NOTHING", [id])?;
         }
         // An address taken out of config.toml gets no digest any more (its row and
         // history stay; `subscribers list` shows it with no digests).
         tx.execute(
             "DELETE FROM subscriber_digest WHERE subscriber_id IN
-               (SELECT id FROM subscriber WHERE origin = 'config' AND id NOT IN (SELECT id FROM temp.listed))",
+               (SELECT id FROM subscriber WHERE origin = 'config' AND id NOT IN (SELECT id FROM listed))",
             [],
         )?;
-        tx.execute("DROP TABLE temp.listed", [])?;
+        tx.execute("DROP TABLE listed", [])?;
         tx.commit()?;
         Ok(())
     }
@@ -67,7 +67,7 @@ impl Store {
     ) -> Result<Upserted> {
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            .transaction()?;
         let found: Option<(i64, Option<String>, Option<String>, String)> = tx
             .query_row(
                 "SELECT id, name, timezone, status FROM subscriber WHERE email = ?1",
@@ -101,17 +101,18 @@ impl Store {
                 (id, Upserted::Updated)
             }
             None => {
-                tx.execute(
+                let id: i64 = tx.query_row(
                     "INSERT INTO subscriber (email, name, timezone, origin, status, changed_at)
-                     VALUES (?1, ?2, ?3, ?4, 'active', ?5)",
+                     VALUES (?1, ?2, ?3, ?4, 'active', ?5) RETURNING id",
                     params![e.email, e.name, e.timezone, origin, ts(now)],
+                    |r| r.get(0),
                 )?;
-                (tx.last_insert_rowid(), Upserted::Added)
+                (id, Upserted::Added)
             }
         };
         for d in &e.digests {
             tx.execute(
-                "INSERT OR IGNORE INTO subscriber_digest (subscriber_id, digest) VALUES (?1, ?2)",
+                "INSERT INTO subscriber_digest (subscriber_id, digest) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 params![outcome.0, d],
             )?;
         }
@@ -144,7 +145,7 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT s.email, s.name, COALESCE(s.chosen_timezone, s.timezone), s.status, s.origin,
                     COALESCE((SELECT group_concat(digest, ';') FROM
-                        (SELECT digest FROM subscription d WHERE d.subscriber_id = s.id ORDER BY digest)), '')
+                        (SELECT digest FROM subscription d WHERE d.subscriber_id = s.id ORDER BY digest) AS ds), '')
              FROM subscriber s ORDER BY s.email",
         )?;
         let rows = stmt.query_map([], |r| {

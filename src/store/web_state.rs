@@ -3,7 +3,7 @@
 //! `/metrics`.
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 
 use super::{opt_ts, parse_ts, ts, Result, Store};
 
@@ -81,7 +81,7 @@ impl Store {
             .query_row(
                 "SELECT s.id, s.email, s.name, COALESCE(s.chosen_timezone, s.timezone), s.status,
                         COALESCE((SELECT group_concat(digest, ';') FROM
-                            (SELECT digest FROM subscription w WHERE w.subscriber_id = s.id ORDER BY digest)), '')
+                            (SELECT digest FROM subscription w WHERE w.subscriber_id = s.id ORDER BY digest) AS ds), '')
                  FROM subscriber s WHERE s.id = ?1",
                 [id],
                 |r| {
@@ -105,7 +105,7 @@ impl Store {
             "INSERT INTO digest_choice (subscriber_id, digest, wanted, changed_at)
              SELECT ?1, ?2, 0, ?3 WHERE EXISTS (SELECT 1 FROM subscriber WHERE id = ?1)
              ON CONFLICT (subscriber_id, digest) DO UPDATE SET wanted = 0, changed_at = ?3
-               WHERE wanted = 1",
+               WHERE digest_choice.wanted = 1",
             params![id, digest, ts(now)],
         )?;
         Ok(n > 0)
@@ -124,7 +124,7 @@ impl Store {
         let now_s = ts(now);
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            .transaction()?;
         let status: Option<String> = tx
             .query_row("SELECT status FROM subscriber WHERE id = ?1", [id], |r| {
                 r.get(0)
@@ -177,16 +177,16 @@ impl Store {
     ) -> Result<i64> {
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            .transaction()?;
         tx.execute(
             "DELETE FROM signup WHERE created_at < ?1",
             [ts(now - Duration::days(30))],
         )?;
-        tx.execute(
-            "INSERT INTO signup (email, name, timezone, digests, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        let id: i64 = tx.query_row(
+            "INSERT INTO signup (email, name, timezone, digests, created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
             params![email, name, timezone, digests.join(";"), ts(now)],
+            |r| r.get(0),
         )?;
-        let id = tx.last_insert_rowid();
         tx.commit()?;
         Ok(id)
     }
@@ -235,7 +235,7 @@ impl Store {
         let now_s = ts(now);
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            .transaction()?;
         // A confirmation link works once: a used one changes nothing, so replaying it can
         // never re-subscribe a reader who left since.
         let first_use = tx.execute(
@@ -257,9 +257,9 @@ impl Store {
             "INSERT INTO subscriber (email, name, timezone, origin, status, changed_at)
              VALUES (?1, ?2, ?3, 'web', 'active', ?4)
              ON CONFLICT (email) DO UPDATE SET
-               name = COALESCE(excluded.name, name),
-               chosen_timezone = COALESCE(?3, chosen_timezone),
-               changed_at = CASE WHEN status = 'active' THEN changed_at ELSE ?4 END,
+               name = COALESCE(excluded.name, subscriber.name),
+               chosen_timezone = COALESCE(?3, subscriber.chosen_timezone),
+               changed_at = CASE WHEN subscriber.status = 'active' THEN subscriber.changed_at ELSE ?4 END,
                status = 'active'",
             params![s.email, s.name, s.timezone, now_s],
         )?;

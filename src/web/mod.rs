@@ -458,7 +458,7 @@ pub async fn serve_on(
         .ok_or_else(|| WebError::NotConfigured(config.path.clone()))?;
     let links = Links::load(&web)?;
     let pages = load_pages(&config.site.templates_dir)?;
-    let store = Store::open(&config.state_path)?;
+    let store = Store::connect(&config.state)?;
     let transport = Transport::from_config(&config.delivery.transport)?;
     let dkim = config
         .delivery

@@ -8,6 +8,8 @@ mod endpoint;
 mod follows;
 mod hostile;
 mod outages;
+mod pg_support;
+mod postgres;
 mod render;
 mod send;
 mod smtp;
