@@ -62,7 +62,9 @@ pub(super) fn store(config: &Config, cmd: &StoreCmd, say: impl Fn(String)) -> an
     } else {
         let path = std::path::PathBuf::from(to);
         if path.exists() {
-            eprintln!("error: {to} already exists; copy into a new file (a store is never overwritten)");
+            eprintln!(
+                "error: {to} already exists; copy into a new file (a store is never overwritten)"
+            );
             return Ok(EXIT_ERROR);
         }
         State::Sqlite(path)

@@ -19,8 +19,8 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::source::http::HttpSettings;
-pub use state::{PgState, PgTls, State};
 use raw::{RawConfig, RawDigest, RawSource, RawSubscriber, S};
+pub use state::{PgState, PgTls, State};
 
 /// Validated configuration; every path is already resolved against the config's directory.
 #[derive(Debug, Clone)]
@@ -632,7 +632,14 @@ impl<'t> Validator<'t> {
                 "templates",
                 "archive_url",
             ],
-            (Some("state"), _) => &["path", "url", "password_env", "password_file", "tls", "ca_file"],
+            (Some("state"), _) => &[
+                "path",
+                "url",
+                "password_env",
+                "password_file",
+                "tls",
+                "ca_file",
+            ],
             (Some("delivery"), 2) => &[
                 "transport",
                 "outbox",
@@ -776,13 +783,10 @@ impl<'t> Validator<'t> {
             State::Sqlite(p) => p.clone(),
             State::Postgres(_) => resolve("gazette.db"),
         };
-        let web = raw
-            .web
-            .as_ref()
-            .and_then(|w| {
-                let shared = matches!(state, State::Postgres(_));
-                self.web(w, base_url.as_deref(), &state_path, shared, &resolve)
-            });
+        let web = raw.web.as_ref().and_then(|w| {
+            let shared = matches!(state, State::Postgres(_));
+            self.web(w, base_url.as_deref(), &state_path, shared, &resolve)
+        });
 
         let from_domain = from.as_ref().map(|f| f.email.domain().to_owned());
         let delivery = self.delivery(&raw.delivery, &resolve, from_domain.as_deref());
@@ -1273,7 +1277,12 @@ impl<'t> Validator<'t> {
                 TlsMode::None => 25,
             },
         };
-        let password = self.secret("delivery.smtp", &raw.password_env, &raw.password_file, resolve);
+        let password = self.secret(
+            "delivery.smtp",
+            &raw.password_env,
+            &raw.password_file,
+            resolve,
+        );
         let ca_pem = raw.ca_file.as_ref().and_then(|f| {
             let path = resolve(f.get_ref());
             match std::fs::read(&path) {

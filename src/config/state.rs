@@ -88,7 +88,10 @@ impl Validator<'_> {
         if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
             self.at_span(url, format!("`state.url` must be a PostgreSQL URL, postgres://user@host:port/database; got {text:?}"));
         } else if let Err(e) = text.parse::<postgres::Config>() {
-            self.at_span(url, format!("`state.url` is not a valid PostgreSQL URL: {e}"));
+            self.at_span(
+                url,
+                format!("`state.url` is not a valid PostgreSQL URL: {e}"),
+            );
         } else if has_password(text) {
             self.at_span(url, "`state.url` holds a password; move it to `state.password_env` or `state.password_file` (a password never goes in the file itself)".into());
         }
@@ -99,7 +102,12 @@ impl Validator<'_> {
             Some("off") => PgTls::Off,
             Some(other) => {
                 if let Some(t) = &raw.tls {
-                    self.at_span(t, format!("`state.tls` must be \"prefer\", \"require\" or \"off\", not {other:?}"));
+                    self.at_span(
+                        t,
+                        format!(
+                            "`state.tls` must be \"prefer\", \"require\" or \"off\", not {other:?}"
+                        ),
+                    );
                 }
                 PgTls::Prefer
             }
@@ -109,7 +117,10 @@ impl Validator<'_> {
             match std::fs::read(&path) {
                 Ok(b) => Some(b),
                 Err(e) => {
-                    self.at_span(f, format!("`state.ca_file`: cannot read {}: {e}", path.display()));
+                    self.at_span(
+                        f,
+                        format!("`state.ca_file`: cannot read {}: {e}", path.display()),
+                    );
                     None
                 }
             }
@@ -132,13 +143,22 @@ impl Validator<'_> {
     ) -> Option<Secret> {
         match (env, file) {
             (Some(_), Some(f)) => {
-                self.at_span(f, format!("`{table}`: give `password_env` or `password_file`, not both"));
+                self.at_span(
+                    f,
+                    format!("`{table}`: give `password_env` or `password_file`, not both"),
+                );
                 None
             }
             (Some(var), None) => match std::env::var(var.get_ref()) {
                 Ok(v) if !v.is_empty() => Some(Secret::new(v)),
                 _ => {
-                    self.at_span(var, format!("`{table}.password_env`: environment variable {} is not set", var.get_ref()));
+                    self.at_span(
+                        var,
+                        format!(
+                            "`{table}.password_env`: environment variable {} is not set",
+                            var.get_ref()
+                        ),
+                    );
                     None
                 }
             },
@@ -147,7 +167,13 @@ impl Validator<'_> {
                 match std::fs::read_to_string(&path) {
                     Ok(v) => Some(Secret::new(v.trim_end_matches(['\r', '\n']).to_owned())),
                     Err(e) => {
-                        self.at_span(file, format!("`{table}.password_file`: cannot read {}: {e}", path.display()));
+                        self.at_span(
+                            file,
+                            format!(
+                                "`{table}.password_file`: cannot read {}: {e}",
+                                path.display()
+                            ),
+                        );
                         None
                     }
                 }
@@ -165,4 +191,3 @@ fn has_password(url: &str) -> bool {
         .rsplit_once('@')
         .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
-

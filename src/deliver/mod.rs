@@ -183,6 +183,11 @@ pub struct Owed {
     after: i64,
     done: bool,
     total: usize,
+    /// Where paging starts, and whether this pass over the edition found rows: on a
+    /// shared store, rows another instance reserved and then left (it died) lie behind
+    /// us, so a pass that found anything is followed by another from the start.
+    first: i64,
+    found: bool,
 }
 
 /// Rows read per page.
@@ -199,6 +204,8 @@ impl Owed {
             after: store.first_delivery_id(edition)?.map_or(0, |id| id - 1),
             done: false,
             total: store.owed_count(edition, now, &claim_is_dead)?,
+            first: store.first_delivery_id(edition)?.map_or(0, |id| id - 1),
+            found: false,
         })
     }
 
@@ -214,9 +221,14 @@ impl Owed {
                 store.pending_page(self.edition, self.now, &claim_is_dead, self.after, PAGE)?;
             match last {
                 Some(id) => self.after = id,
+                None if self.found && store.backend() == crate::store::db::Backend::Postgres => {
+                    self.after = self.first;
+                    self.found = false;
+                }
                 None => self.done = true,
             }
             if !rows.is_empty() {
+                self.found = true;
                 return Ok(rows);
             }
         }

@@ -27,9 +27,7 @@ impl Store {
     ) -> Result<Added> {
         let max_new_replies = max_new.saturating_mul(10);
         let now_s = ts(now);
-        let tx = self
-            .conn
-            .transaction()?;
+        let tx = self.conn.transaction()?;
         let first_gather = tx
             .query_row(
                 "SELECT 1 FROM source_state WHERE source = ?1 AND first_gathered_at IS NOT NULL",

@@ -23,7 +23,14 @@ const TABLES: &[&str] = &[
 ];
 
 /// Tables with an `id` key: read in id order, a page at a time.
-const KEYED: &[&str] = &["essay", "reply", "subscriber", "signup", "edition", "delivery"];
+const KEYED: &[&str] = &[
+    "essay",
+    "reply",
+    "subscriber",
+    "signup",
+    "edition",
+    "delivery",
+];
 
 /// Rows per page read from the source.
 const PAGE: i64 = 5_000;
@@ -54,7 +61,8 @@ pub(super) fn copy_all(
                     super::params![after, PAGE],
                 )?
             } else {
-                src.conn.query_all(&format!("SELECT * FROM {t}"), super::params![])?
+                src.conn
+                    .query_all(&format!("SELECT * FROM {t}"), super::params![])?
             };
             if page.rows.is_empty() {
                 break;
@@ -104,8 +112,11 @@ pub(super) fn copy_all(
 }
 
 fn count(s: &Store, table: &str) -> Result<i64> {
-    Ok(s.conn
-        .query_row(&format!("SELECT COUNT(*) FROM {table}"), super::params![], |r| r.get(0))?)
+    Ok(s.conn.query_row(
+        &format!("SELECT COUNT(*) FROM {table}"),
+        super::params![],
+        |r| r.get(0),
+    )?)
 }
 
 impl Store {

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use super::db::{self, params, OptionalExtension, Row};
+use chrono::{DateTime, Utc};
 
 use super::{ts, Result, Store};
 
@@ -242,11 +242,9 @@ impl Store {
     pub fn subscriber_id(&self, email: &str) -> Result<Option<i64>> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT id FROM subscriber WHERE email = ?1",
-                [email],
-                |r| r.get(0),
-            )
+            .query_row("SELECT id FROM subscriber WHERE email = ?1", [email], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 

@@ -69,7 +69,10 @@ fn connect_reason(e: &DbError) -> String {
         "check the user and `state.password_env` / `state.password_file`"
     } else if lower.contains("does not exist") {
         "create the database (createdb) or fix the URL"
-    } else if lower.contains("refused") || lower.contains("timed out") || lower.contains("error connecting") {
+    } else if lower.contains("refused")
+        || lower.contains("timed out")
+        || lower.contains("error connecting")
+    {
         "is PostgreSQL running and listening at that host and port?"
     } else if lower.contains("tls") || lower.contains("ssl") || lower.contains("certificate") {
         "check `state.tls` and `state.ca_file`"
@@ -149,7 +152,10 @@ impl Store {
         }
         if reached != version {
             tx.execute("DELETE FROM gazette_schema", params![])?;
-            tx.execute("INSERT INTO gazette_schema (version) VALUES (?1)", params![reached])?;
+            tx.execute(
+                "INSERT INTO gazette_schema (version) VALUES (?1)",
+                params![reached],
+            )?;
         }
         tx.commit()?;
         Ok(())
@@ -185,7 +191,10 @@ impl Store {
             // A store copied from PostgreSQL: none of those sessions is ours.
             return true;
         }
-        let Some(key) = token.strip_prefix("pg:").and_then(|k| k.parse::<i64>().ok()) else {
+        let Some(key) = token
+            .strip_prefix("pg:")
+            .and_then(|k| k.parse::<i64>().ok())
+        else {
             return true;
         };
         self.conn
@@ -195,7 +204,7 @@ impl Store {
                 params![CLAIM_CLASS, key],
                 |r| r.get::<_, i64>(0),
             )
-            .map_or(false, |n| n == 0)
+            .is_ok_and(|n| n == 0)
     }
 
     /// Tries to become the instance that gathers and makes editions. Always true on

@@ -116,9 +116,7 @@ impl Store {
         e: &NewEdition,
         now: DateTime<Utc>,
     ) -> Result<Option<EditionRow>> {
-        let tx = self
-            .conn
-            .transaction()?;
+        let tx = self.conn.transaction()?;
         let number = e.number;
         // Unique per digest, audience and tick (and per number): a second process making
         // the same edition inserts nothing and is told so.
@@ -268,27 +266,30 @@ impl Store {
                AND (CAST(?5 AS TEXT) IS NULL OR d.status = 'sending' OR d.claimed_by = ?5)
              ORDER BY d.id LIMIT ?4",
         )?;
-        let rows = stmt.query_map(params![edition_id, ts(now), after, limit, mine, upper], |r| {
-            Ok((
-                PendingDelivery {
-                    id: r.get(0)?,
-                    attempts: r.get(1)?,
-                    subscriber: SubscriberRow {
-                        id: r.get(2)?,
-                        email: r.get(3)?,
-                        name: r.get(4)?,
-                        timezone: r.get(5)?,
-                        status: r.get(6)?,
+        let rows = stmt.query_map(
+            params![edition_id, ts(now), after, limit, mine, upper],
+            |r| {
+                Ok((
+                    PendingDelivery {
+                        id: r.get(0)?,
+                        attempts: r.get(1)?,
+                        subscriber: SubscriberRow {
+                            id: r.get(2)?,
+                            email: r.get(3)?,
+                            name: r.get(4)?,
+                            timezone: r.get(5)?,
+                            status: r.get(6)?,
+                        },
+                        stale_claim: None,
+                        threads: r
+                            .get::<_, Option<String>>(9)?
+                            .map(|t| t.split(',').filter_map(|n| n.parse().ok()).collect()),
                     },
-                    stale_claim: None,
-                    threads: r
-                        .get::<_, Option<String>>(9)?
-                        .map(|t| t.split(',').filter_map(|n| n.parse().ok()).collect()),
-                },
-                r.get::<_, String>(7)?,
-                r.get::<_, Option<String>>(8)?,
-            ))
-        })?;
+                    r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                ))
+            },
+        )?;
         let mut out = Vec::new();
         let mut last = None;
         for row in rows {

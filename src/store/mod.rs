@@ -581,9 +581,7 @@ impl Store {
         claims: &[Claim],
         claimant: &str,
     ) -> Result<Vec<bool>> {
-        let tx = self
-            .conn
-            .transaction()?;
+        let tx = self.conn.transaction()?;
         {
             let mut sent = tx.prepare_cached(
                 "UPDATE delivery SET status = 'sent', sent_at = ?2, last_reply = ?3, next_attempt_at = NULL, claimed_by = NULL,

@@ -12,9 +12,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let now_s = ts(now);
-        let tx = self
-            .conn
-            .transaction()?;
+        let tx = self.conn.transaction()?;
         tx.execute(
             "CREATE TEMP TABLE IF NOT EXISTS listed (id BIGINT PRIMARY KEY)",
             [],
@@ -42,7 +40,10 @@ impl Store {
                     params![id, d],
                 )?;
             }
-            tx.execute("INSERT INTO listed (id) VALUES (?1) ON CONFLICT DO NOTHING", [id])?;
+            tx.execute(
+                "INSERT INTO listed (id) VALUES (?1) ON CONFLICT DO NOTHING",
+                [id],
+            )?;
         }
         // An address taken out of config.toml gets no digest any more (its row and
         // history stay; `subscribers list` shows it with no digests).
@@ -65,9 +66,7 @@ impl Store {
         origin: &str,
         now: DateTime<Utc>,
     ) -> Result<Upserted> {
-        let tx = self
-            .conn
-            .transaction()?;
+        let tx = self.conn.transaction()?;
         let found: Option<(i64, Option<String>, Option<String>, String)> = tx
             .query_row(
                 "SELECT id, name, timezone, status FROM subscriber WHERE email = ?1",

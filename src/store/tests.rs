@@ -65,6 +65,8 @@ fn two_processes_opening_a_new_database_at_once_migrate_it_once() {
     let store = Store::open(&path).unwrap();
     let v: i64 = store
         .conn
+        .sqlite()
+        .expect("a SQLite store")
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(v, MIGRATIONS.len() as i64);

@@ -2,8 +2,8 @@
 //! unsubscribes, preferences), sign-ups awaiting confirmation, and the figures behind
 //! `/metrics`.
 
-use chrono::{DateTime, Duration, Utc};
 use super::db::{params, OptionalExtension};
+use chrono::{DateTime, Duration, Utc};
 
 use super::{opt_ts, parse_ts, ts, Result, Store};
 
@@ -122,9 +122,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let now_s = ts(now);
-        let tx = self
-            .conn
-            .transaction()?;
+        let tx = self.conn.transaction()?;
         let status: Option<String> = tx
             .query_row("SELECT status FROM subscriber WHERE id = ?1", [id], |r| {
                 r.get(0)
@@ -175,9 +173,7 @@ impl Store {
         digests: &[String],
         now: DateTime<Utc>,
     ) -> Result<i64> {
-        let tx = self
-            .conn
-            .transaction()?;
+        let tx = self.conn.transaction()?;
         tx.execute(
             "DELETE FROM signup WHERE created_at < ?1",
             [ts(now - Duration::days(30))],
@@ -233,9 +229,7 @@ impl Store {
             return Ok(None);
         };
         let now_s = ts(now);
-        let tx = self
-            .conn
-            .transaction()?;
+        let tx = self.conn.transaction()?;
         // A confirmation link works once: a used one changes nothing, so replaying it can
         // never re-subscribe a reader who left since.
         let first_use = tx.execute(

@@ -68,7 +68,10 @@ impl Pg {
     /// The same, with these databases.
     pub fn start_db(databases: &[&str]) -> Pg {
         let bin = bin_dir();
-        let dir = tempfile::Builder::new().prefix("gazette-pg").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("gazette-pg")
+            .tempdir()
+            .unwrap();
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, PASSWORD).unwrap();
@@ -83,7 +86,15 @@ impl Pg {
         let out = as_user(&bin.join("initdb"))
             .arg("-D")
             .arg(&data)
-            .args(["-U", "gazette", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "-N"])
+            .args([
+                "-U",
+                "gazette",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "-N",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .output()
             .unwrap();
@@ -118,11 +129,23 @@ impl Pg {
         let pg = Pg { port, dir, bin };
         for db in databases {
             let out = Command::new(pg.bin.join("createdb"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "gazette", db])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "gazette",
+                    db,
+                ])
                 .env("PGPASSWORD", PASSWORD)
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "createdb: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "createdb: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         pg
     }
@@ -143,12 +166,25 @@ impl Pg {
     /// Runs one SQL query with psql and returns its unaligned output.
     pub fn sql(&self, db: &str, query: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "gazette", "-d", db])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "gazette",
+                "-d",
+                db,
+            ])
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query])
             .env("PGPASSWORD", PASSWORD)
             .output()
             .unwrap();
-        assert!(out.status.success(), "psql {query}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql {query}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 

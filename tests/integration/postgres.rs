@@ -52,12 +52,31 @@ fn scenario(site: &Site) -> Vec<String> {
     step(&["send"], 0);
     step(&["send"], 0);
     step(&["subscribers", "remove", "bo@example.org"], 0);
-    step(&["subscribers", "add", "bo@example.org", "--digest", "essays"], 1);
+    step(
+        &["subscribers", "add", "bo@example.org", "--digest", "essays"],
+        1,
+    );
     step(&["subscribers", "list"], 0);
     step(&["editions"], 0);
-    step(&["follows", "add", "ada@example.org", "against-the-tidy-garden"], 0);
+    step(
+        &[
+            "follows",
+            "add",
+            "ada@example.org",
+            "against-the-tidy-garden",
+        ],
+        0,
+    );
     step(&["follows", "list"], 0);
-    step(&["follows", "remove", "ada@example.org", "against-the-tidy-garden"], 0);
+    step(
+        &[
+            "follows",
+            "remove",
+            "ada@example.org",
+            "against-the-tidy-garden",
+        ],
+        0,
+    );
     step(&["retry", "--digest", "essays"], 0);
     step(&["subscribers", "export"], 0);
     seen
@@ -117,18 +136,324 @@ fn the_same_scenario_gives_the_same_results_on_sqlite_and_postgresql() {
     assert_eq!(mails(&on_sqlite), mails(&on_pg));
     assert!(!mails(&on_pg).is_empty());
     // The data is really in PostgreSQL, and its schema version is SQLite's.
-    for table in ["subscriber", "essay", "reply", "edition", "delivery", "follow"] {
+    for table in [
+        "subscriber",
+        "essay",
+        "reply",
+        "edition",
+        "delivery",
+        "follow",
+    ] {
         let q = format!("SELECT COUNT(*) FROM {table}");
         assert_eq!(pg.count("gazette", &q), on_sqlite.count(&q), "{table}");
     }
-    assert!(pg.count("gazette", "SELECT COUNT(*) FROM subscriber WHERE status = 'unsubscribed'") == 1);
+    assert!(
+        pg.count(
+            "gazette",
+            "SELECT COUNT(*) FROM subscriber WHERE status = 'unsubscribed'"
+        ) == 1
+    );
     assert_eq!(
-        pg.count("gazette", "SELECT COUNT(*) FROM delivery WHERE status = 'sent'"),
+        pg.count(
+            "gazette",
+            "SELECT COUNT(*) FROM delivery WHERE status = 'sent'"
+        ),
         on_sqlite.count("SELECT COUNT(*) FROM delivery WHERE status = 'sent'")
     );
     assert_eq!(
         pg.count("gazette", "SELECT version FROM gazette_schema"),
         on_sqlite.count("PRAGMA user_version")
     );
-    assert!(!on_pg.path("gazette.db").exists(), "no SQLite file beside a PostgreSQL config");
+    assert!(
+        !on_pg.path("gazette.db").exists(),
+        "no SQLite file beside a PostgreSQL config"
+    );
+}
+
+/// Postfix's smtp-sink on a loopback port, dumping each message into a folder.
+struct Sink {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let dir = tempfile::tempdir().unwrap();
+        // smtp-sink drops to `nobody`, who must be able to write the dumps.
+        Command::new("chmod")
+            .arg("777")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("Postfix's smtp-sink is not installed (scripts/test installs postfix)");
+        let child = Command::new(bin)
+            .args(["-u", "nobody", "-d"])
+            .arg(format!("{}/%M.", dir.path().display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("1024")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Pg::wait_for("smtp-sink", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Sink { child, port, dir }
+    }
+
+    /// Every message received: (HELO name, recipient, Message-ID).
+    fn received(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.dir.path()).unwrap() {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().trim_matches(['<', '>']).to_owned())
+                    .unwrap_or_default()
+            };
+            if text.contains("\n\n") || text.contains("\r\n\r\n") {
+                out.push((
+                    field("X-Helo-Args:"),
+                    field("X-Rcpt-Args:"),
+                    field("Message-ID:"),
+                ));
+            }
+        }
+        out
+    }
+
+    fn count(&self) -> usize {
+        std::fs::read_dir(self.dir.path()).unwrap().count()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An instance in a folder of its own on database `db`, sending to `port` as `helo`,
+/// with `readers` managed subscribers imported (by the first instance only).
+fn instance(pg: &Pg, db: &str, port: u16, helo: &str, concurrency: usize) -> Site {
+    let site = crate::smtp::smtp_site_on_port(
+        port,
+        &format!("helo = \"{helo}\""),
+        &format!("concurrency = {concurrency}\nretry_within_run = \"0s\""),
+        0,
+    );
+    site.edit(
+        "config.toml",
+        "[state]\npath = \"gazette.db\"",
+        pg.state_toml(db).trim_end(),
+    );
+    site
+}
+
+fn import_readers(site: &Site, n: usize) {
+    let mut csv = String::from("email,name,timezone,digests\n");
+    for i in 0..n {
+        csv.push_str(&format!("reader{i:05}@example.org,Reader {i},,essays\n"));
+    }
+    site.write("readers.csv", &csv);
+    let r = run(site, &["subscribers", "import", "readers.csv"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+/// Makes the `essays` edition with every row owed but none sent: the first send runs
+/// against a port nobody listens on, so the relay is "down" and every row waits.
+fn owed_edition(site: &Site, n: usize) {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let cfg = site.read("config.toml");
+    let live = cfg
+        .lines()
+        .find_map(|l| l.strip_prefix("port = "))
+        .unwrap()
+        .to_owned();
+    site.edit(
+        "config.toml",
+        &format!("port = {live}"),
+        &format!("port = {dead_port}"),
+    );
+    let r = run(site, &["send", "--digest", "essays"]);
+    assert_ne!(
+        r.code, 0,
+        "a send to a closed port must not succeed: {}",
+        r.stdout
+    );
+    site.edit(
+        "config.toml",
+        &format!("port = {dead_port}"),
+        &format!("port = {live}"),
+    );
+    let _ = n;
+}
+
+/// The relay is back: every waiting row is due now.
+fn due_now(pg: &Pg) {
+    pg.sql(
+        "gazette",
+        "UPDATE delivery SET next_attempt_at = NULL WHERE status = 'deferred'",
+    );
+}
+
+fn spawn(site: &Site, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(args)
+        .current_dir(site.dir.path())
+        .env(PASSWORD_ENV, PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(mut child: Child, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            assert!(status.success(), "{what} failed: {err}");
+            return err;
+        }
+        assert!(Instant::now() < deadline, "{what} did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "issue 16, not passing yet: the two instances do not finish the edition within 10 minutes in a debug build (see the closing note)"]
+fn two_instances_deliver_one_edition_each_reader_exactly_once() {
+    // 10,000 readers is the benchmark's run (scripts/bench-postgres, release build,
+    // the same checks); a debug build renders too slowly for that many here.
+    const READERS: usize = 2_500;
+    let pg = Pg::start();
+    let sink = Sink::start();
+    let a = instance(&pg, "gazette", sink.port, "a.instance.test", 8);
+    let b = instance(&pg, "gazette", sink.port, "b.instance.test", 8);
+    import_readers(&a, READERS);
+    owed_edition(&a, READERS);
+    due_now(&pg);
+    assert_eq!(sink.count(), 0);
+    assert_eq!(
+        pg.count(
+            "gazette",
+            "SELECT COUNT(*) FROM delivery WHERE status IN ('pending', 'deferred')"
+        ),
+        READERS as i64
+    );
+    // Both instances deliver the one edition at once.
+    let pa = spawn(&a, &["send", "--resume"]);
+    let pb = spawn(&b, &["send", "--resume"]);
+    finish(pa, "instance a");
+    finish(pb, "instance b");
+    std::thread::sleep(Duration::from_millis(300));
+    let got = sink.received();
+    let mut per_reader: HashMap<&str, usize> = HashMap::new();
+    let mut per_instance: HashMap<&str, usize> = HashMap::new();
+    for (helo, rcpt, _) in &got {
+        *per_reader.entry(rcpt).or_default() += 1;
+        *per_instance.entry(helo).or_default() += 1;
+    }
+    assert_eq!(got.len(), READERS, "messages received");
+    assert_eq!(per_reader.len(), READERS, "distinct readers");
+    assert!(per_reader.values().all(|&n| n == 1), "someone got two");
+    let (na, nb) = (
+        per_instance["a.instance.test"],
+        per_instance["b.instance.test"],
+    );
+    assert_eq!(na + nb, READERS);
+    // Both took part, each a real share (pages are reserved 1,024 rows at a time).
+    assert!(na >= 100 && nb >= 100, "a sent {na}, b sent {nb}");
+    assert_eq!(
+        pg.count(
+            "gazette",
+            "SELECT COUNT(*) FROM delivery WHERE status = 'sent'"
+        ),
+        READERS as i64
+    );
+    assert_eq!(
+        pg.count(
+            "gazette",
+            "SELECT COUNT(*) FROM edition WHERE finished_at IS NOT NULL"
+        ),
+        1
+    );
+}
+
+#[test]
+#[ignore = "issue 16, not passing yet: the two instances do not finish the edition within 10 minutes in a debug build (see the closing note)"]
+fn kill_9_of_one_instance_mid_send_the_other_finishes_and_loses_nothing() {
+    const READERS: usize = 1_200;
+    const CONCURRENCY: usize = 4;
+    let pg = Pg::start();
+    let sink = Sink::start();
+    let a = instance(&pg, "gazette", sink.port, "a.instance.test", CONCURRENCY);
+    let b = instance(&pg, "gazette", sink.port, "b.instance.test", CONCURRENCY);
+    import_readers(&a, READERS);
+    owed_edition(&a, READERS);
+    due_now(&pg);
+    let mut pa = spawn(&a, &["send", "--resume"]);
+    let pb = spawn(&b, &["send", "--resume"]);
+    // Kill a once it has sent a hundred (it holds reserved rows and some in flight).
+    Pg::wait_for("instance a to send", Duration::from_secs(300), || {
+        sink.received()
+            .iter()
+            .filter(|m| m.0 == "a.instance.test")
+            .count()
+            >= 100
+    });
+    pa.kill().unwrap(); // SIGKILL
+    pa.wait().unwrap();
+    let err = finish(pb, "instance b");
+    std::thread::sleep(Duration::from_millis(300));
+    let got = sink.received();
+    let mut per_reader: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (_, rcpt, id) in &got {
+        per_reader.entry(rcpt).or_default().push(id);
+    }
+    assert_eq!(
+        per_reader.len(),
+        READERS,
+        "every reader got the edition\n{err}"
+    );
+    let dupes: Vec<_> = per_reader.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(
+        dupes.len() <= CONCURRENCY,
+        "{} duplicates, more than a's {CONCURRENCY} in flight",
+        dupes.len()
+    );
+    for (rcpt, ids) in &dupes {
+        assert!(
+            ids.iter().all(|i| i == &ids[0]),
+            "{rcpt}: a duplicate with another Message-ID: {ids:?}"
+        );
+    }
+    assert_eq!(
+        pg.count(
+            "gazette",
+            "SELECT COUNT(*) FROM delivery WHERE status = 'sent'"
+        ),
+        READERS as i64
+    );
 }
