@@ -368,10 +368,11 @@ impl HttpClient {
                 .map(str::to_owned)
         };
         let content_type = header_str(header::CONTENT_TYPE);
-        let validators = Validators {
-            etag: header_str(header::ETAG),
-            last_modified: header_str(header::LAST_MODIFIED),
-        };
+        let validators = kept_validators(
+            header_str(header::ETAG),
+            header_str(header::LAST_MODIFIED),
+            header_str(header::DATE).as_deref(),
+        );
         let kept: HashMap<String, String> = resp
             .headers()
             .iter()
@@ -421,6 +422,36 @@ fn origin_etag(etag: &str) -> String {
 }
 
 /// Retry-After is either delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// How long after its Last-Modified a response must be for its validators to be safe to
+/// send back. Last-Modified has one-second resolution, and WordPress derives both it and
+/// its ETag from the newest post or comment time: a comment written in the same second
+/// as (or just after) the fetch leaves both unchanged, so a conditional request would be
+/// answered 304 until something newer happened — that comment would never be seen.
+const SETTLED: i64 = 2;
+
+/// The validators worth keeping from a response: none while its Last-Modified is within
+/// [`SETTLED`] seconds of its Date (our clock when the server sent no Date), so the
+/// next fetch is a full one instead of a 304 that hides a same-second change.
+fn kept_validators(
+    etag: Option<String>,
+    last_modified: Option<String>,
+    date: Option<&str>,
+) -> Validators {
+    let parse = |v: &str| chrono::DateTime::parse_from_rfc2822(v.trim()).ok();
+    if let Some(modified) = last_modified.as_deref().and_then(parse) {
+        let served = date
+            .and_then(parse)
+            .map_or_else(crate::time::now, |d| d.with_timezone(&chrono::Utc));
+        if (served - modified.with_timezone(&chrono::Utc)).num_seconds() < SETTLED {
+            return Validators::default();
+        }
+    }
+    Validators {
+        etag,
+        last_modified,
+    }
+}
+
 fn parse_retry_after(v: &str) -> Option<Duration> {
     if let Ok(secs) = v.trim().parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -440,6 +471,34 @@ mod tests {
         assert_eq!(origin_etag("W/\"5f3a-br\""), "W/\"5f3a\"");
         assert_eq!(origin_etag("\"5f3a\""), "\"5f3a\"");
         assert_eq!(origin_etag("\"gzip\""), "\"gzip\"");
+    }
+
+    #[test]
+    fn validators_of_a_change_in_the_last_seconds_are_not_kept() {
+        let etag = || Some("\"abc\"".to_owned());
+        let lm = |v: &str| Some(v.to_owned());
+        let date = "Thu, 03 Dec 2026 10:00:05 GMT";
+        assert_eq!(
+            kept_validators(etag(), lm("Thu, 03 Dec 2026 10:00:05 GMT"), Some(date)),
+            Validators::default()
+        );
+        assert_eq!(
+            kept_validators(etag(), lm("Thu, 03 Dec 2026 10:00:04 GMT"), Some(date)),
+            Validators::default()
+        );
+        assert_eq!(
+            kept_validators(etag(), lm("Thu, 03 Dec 2026 10:00:03 GMT"), Some(date)),
+            Validators {
+                etag: etag(),
+                last_modified: lm("Thu, 03 Dec 2026 10:00:03 GMT"),
+            }
+        );
+        // An ETag alone, or a Last-Modified we cannot read, is kept as it came.
+        assert_eq!(kept_validators(etag(), None, Some(date)).etag, etag());
+        assert_eq!(
+            kept_validators(etag(), lm("yesterday"), Some(date)).last_modified,
+            lm("yesterday")
+        );
     }
 
     #[test]

@@ -219,6 +219,82 @@ async fn wordpress_feeds_gather_essays_and_comments_then_only_ask_conditionally(
     }
 }
 
+/// WordPress's Last-Modified (and the ETag it hashes from it) is the newest comment's
+/// time to the second. A comment written in the second of a fetch leaves both unchanged,
+/// so the feed answers a conditional request 304 for as long as nothing newer comes: the
+/// validators of a response that recent must not be sent back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_comment_written_in_the_second_of_the_last_fetch_is_not_hidden_by_a_304() {
+    let server = MockServer::start().await;
+    let base = server.uri();
+    serve(
+        &server,
+        "/feed/",
+        fixture("wp-feed.xml", &base),
+        "application/rss+xml; charset=UTF-8",
+    )
+    .await;
+    let now = gazette::time::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let v1 = fixture("wp-comments-site.xml", &base);
+    let v2 = v1.replacen(
+        "\t<item>",
+        &format!(
+            "\t<item>\n\t\t<title>Comment on On Harbour Walls by Ines</title>\n\t\t<link>{base}/2026/11/20/harbour-walls/#comment-9</link>\n\t\t<dc:creator><![CDATA[Ines]]></dc:creator>\n\t\t<pubDate>Wed, 25 Nov 2026 12:00:00 +0000</pubDate>\n\t\t<guid isPermaLink=\"false\">{base}/?p=12#comment-9</guid>\n\t\t<content:encoded><![CDATA[<p>Written in the same second.</p>]]></content:encoded>\n\t</item>\n\t<item>"
+        ),
+        1,
+    );
+    let etag = "\"5d41402abc4b2a76b9719d911017c592\"";
+    Mock::given(method("GET"))
+        .and(path("/comments/feed/"))
+        .and(header("if-none-match", etag))
+        .respond_with(ResponseTemplate::new(304))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    for (body, times) in [(v1, Some(1)), (v2, None)] {
+        let mut mock = Mock::given(method("GET"))
+            .and(path("/comments/feed/"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(body, "application/rss+xml; charset=UTF-8")
+                    .insert_header("ETag", etag)
+                    .insert_header("Last-Modified", now.as_str()),
+            );
+        if let Some(n) = times {
+            mock = mock.up_to_n_times(n).with_priority(2);
+        } else {
+            mock = mock.with_priority(3);
+        }
+        mock.mount(&server).await;
+    }
+    let site = site_with(&format!(
+        "[[source]]\nname = \"blog\"\ntype = \"feed\"\nallow_private = true\nurl = \"{base}/feed/\"\ncomments_url = \"{base}/comments/feed/\"\ncomment_feeds = false"
+    ));
+    let run = site.gazette_async(&["gather"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.trim(),
+        "source `blog`: 2 new essays, 2 new replies"
+    );
+    let run = site.gazette_async(&["gather"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.trim(),
+        "source `blog`: 0 new essays, 1 new replies",
+        "the same-second comment"
+    );
+    assert_eq!(
+        one(
+            &site,
+            "SELECT author FROM reply WHERE content_html LIKE '%same second%'"
+        )
+        .as_deref(),
+        Some("Ines")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_guid_that_flips_to_https_or_an_edited_title_is_not_new() {
     let server = MockServer::start().await;
