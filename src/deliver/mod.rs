@@ -26,7 +26,7 @@ pub use message::{
 };
 pub use transport::{SendError, Transport};
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -188,6 +188,11 @@ pub struct Owed {
     /// us, so a pass that found anything is followed by another from the start.
     first: i64,
     found: bool,
+    /// Rows already handed out by this pass: a pass from the start again meets the
+    /// ones still on their way (reserved by us, not yet claimed) and must skip them.
+    given: HashSet<i64>,
+    /// Whether pages reserve their rows for this instance (see [`Owed::peek`]).
+    reserve: bool,
 }
 
 /// Rows read per page.
@@ -206,7 +211,18 @@ impl Owed {
             total: store.owed_count(edition, now, &claim_is_dead)?,
             first: store.first_delivery_id(edition)?.map_or(0, |id| id - 1),
             found: false,
+            given: HashSet::new(),
+            reserve: true,
         })
+    }
+
+    /// The same rows, only looked at: paging reserves nothing and reads the edition
+    /// once (a check of every owed copy before any is sent).
+    pub fn peek(&self) -> Owed {
+        Owed {
+            reserve: false,
+            ..self.clone()
+        }
     }
 
     /// How many rows were owed when this was made.
@@ -217,16 +233,26 @@ impl Owed {
     /// The next page of rows; empty once all were read.
     pub fn next_page(&mut self, store: &Store) -> Result<Vec<PendingDelivery>, StoreError> {
         while !self.done {
-            let (rows, last) =
-                store.pending_page(self.edition, self.now, &claim_is_dead, self.after, PAGE)?;
+            let (mut rows, last) = store.pending_page(
+                self.edition,
+                self.now,
+                &claim_is_dead,
+                self.after,
+                PAGE,
+                self.reserve,
+            )?;
             match last {
                 Some(id) => self.after = id,
-                None if self.found && store.backend() == crate::store::db::Backend::Postgres => {
+                None if self.found
+                    && self.reserve
+                    && store.backend() == crate::store::db::Backend::Postgres =>
+                {
                     self.after = self.first;
                     self.found = false;
                 }
                 None => self.done = true,
             }
+            rows.retain(|r| self.given.insert(r.id));
             if !rows.is_empty() {
                 self.found = true;
                 return Ok(rows);

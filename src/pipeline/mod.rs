@@ -567,13 +567,14 @@ impl Run<'_> {
         let mut tally = Tally::default();
         // Times the transport failed for everyone in this run: each pause is longer.
         let mut pauses = 0u32;
+        let mut waited_for = 0usize;
         loop {
             let owed = deliver::Owed::new(store, ed.id, time::now())?;
             if owed.total() > 0 {
                 if !checked {
                     // The owed rows of a resumed edition are checked against today's
                     // templates before the first of them is sent, a page at a time.
-                    let mut pages = owed.clone();
+                    let mut pages = owed.peek();
                     loop {
                         let page = pages.next_page(store)?;
                         if page.is_empty() {
@@ -635,6 +636,22 @@ impl Run<'_> {
             }
             if !self.opts.wait_for_retries {
                 break;
+            }
+            // Several instances on one PostgreSQL: rows another instance holds are
+            // waited for, so that if it dies they are taken over here and the edition
+            // is finished by this `send`, not left owed.
+            let held = store.held_elsewhere(ed.id)?;
+            if held > 0 {
+                if self.opts.stop.is_set() {
+                    break;
+                }
+                if held != waited_for {
+                    tracing::info!(digest = %digest.name, edition = ed.number, rows = held,
+                        "Waiting for rows another instance holds; any it leaves are sent here.");
+                    waited_for = held;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
             }
             let Some(next) = store.next_deferred_at(ed.id)? else {
                 break;

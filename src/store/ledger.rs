@@ -206,7 +206,7 @@ impl Store {
         is_dead: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<PendingDelivery>> {
         Ok(self
-            .pending_page(edition_id, now, is_dead, 0, usize::MAX)?
+            .pending_page(edition_id, now, is_dead, 0, usize::MAX, false)?
             .0)
     }
 
@@ -214,6 +214,8 @@ impl Store {
     /// and the last id looked at (`None` once there are no more): a large edition is
     /// read a page at a time instead of held in memory whole. (The unary `+` keeps
     /// SQLite on the rowid range instead of sorting the whole edition for every page.)
+    /// `reserve`: on a shared store, take the rows for this instance to send (see
+    /// below); without it the page is only looked at, whoever holds its rows.
     pub fn pending_page(
         &self,
         edition_id: i64,
@@ -221,6 +223,7 @@ impl Store {
         is_dead: &dyn Fn(&str) -> bool,
         after: i64,
         limit: usize,
+        reserve: bool,
     ) -> Result<(Vec<PendingDelivery>, Option<i64>)> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let is_dead = |t: &str| self.claim_dead(t, is_dead);
@@ -229,7 +232,8 @@ impl Store {
         // list only those, so each instance renders and sends its own share. The
         // reservation is the session's claim token on a still-pending row; it dies with
         // the session, and a dead instance's reserved rows are reserved again here.
-        let (mine, upper) = match self.session.as_ref().map(|s| s.token()) {
+        let session = self.session.as_ref().filter(|_| reserve);
+        let (mine, upper) = match session.map(|s| s.token()) {
             None => (None, i64::MAX),
             Some(me) => {
                 let reserved: Vec<i64> = self
@@ -351,6 +355,25 @@ impl Store {
             }
         }
         Ok(usize::try_from(due).unwrap_or(0) + stale)
+    }
+
+    /// How many of an edition's rows other live instances hold (reserved or in
+    /// flight) on a shared store: a `send` that leaves before they are done could
+    /// leave them to an instance that then dies. Always 0 on SQLite.
+    pub fn held_elsewhere(&self, edition_id: i64) -> Result<usize> {
+        let Some(me) = self.session.as_ref().map(|s| s.token()) else {
+            return Ok(0);
+        };
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM delivery d WHERE d.edition_id = ?1
+               AND d.status IN ('pending', 'sending') AND d.claimed_by <> ?2
+               AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+                     AND l.classid::bigint = ?3 AND l.objsubid = 2
+                     AND 'pg:' || l.objid::text = d.claimed_by)",
+            params![edition_id, me, super::instances::CLAIM_CLASS],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// How many deliveries of an edition have this status.
