@@ -460,3 +460,125 @@ fn kill_9_of_one_instance_mid_send_the_other_finishes_and_loses_nothing() {
         READERS as i64
     );
 }
+
+/// `gazette run` in `site`, its log in `name.log` there.
+fn daemon(site: &Site, name: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .arg("run")
+        .current_dir(site.dir.path())
+        .env(PASSWORD_ENV, PASSWORD)
+        .env_remove("GAZETTE_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(site.path(&format!("{name}.log"))).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Editions as (scheduled_for, created_at), oldest tick first.
+fn editions(pg: &Pg) -> Vec<(String, String)> {
+    pg.sql(
+        "gazette",
+        "SELECT scheduled_for || '|' || created_at FROM edition WHERE digest = 'essays' ORDER BY scheduled_for",
+    )
+    .lines()
+    .filter_map(|l| l.split_once('|'))
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect()
+}
+
+#[test]
+fn kill_9_of_the_scheduling_instance_another_makes_the_next_edition_within_30_s() {
+    let pg = Pg::start();
+    let sink = Sink::start();
+    let sites: Vec<Site> = ["a.instance.test", "b.instance.test"]
+        .into_iter()
+        .map(|helo| {
+            let site = instance(&pg, "gazette", sink.port, helo, 2);
+            // An edition every five seconds, even with nothing new.
+            site.edit(
+                "config.toml",
+                "schedule = \"0 8 * * 1\"",
+                "schedule = \"*/5 * * * * *\"",
+            );
+            site.edit(
+                "config.toml",
+                "skip_if_empty = true",
+                "skip_if_empty = false",
+            );
+            site
+        })
+        .collect();
+    import_readers(&sites[0], 3);
+    let mut a = daemon(&sites[0], "a");
+    Pg::wait_for("a to make an edition", Duration::from_secs(60), || {
+        !editions(&pg).is_empty()
+    });
+    let b = daemon(&sites[1], "b");
+    Pg::wait_for("b to start as a follower", Duration::from_secs(30), || {
+        sites[1].read("b.log").contains("Another instance holds the leader lock")
+    });
+    Pg::wait_for("a second edition", Duration::from_secs(30), || {
+        editions(&pg).len() >= 2
+    });
+    a.kill().unwrap(); // SIGKILL: no cleanup, the leader lock goes with its session
+    a.wait().unwrap();
+    let killed = Instant::now();
+    let before = editions(&pg).len();
+    Pg::wait_for("an edition after the kill", Duration::from_secs(60), || {
+        editions(&pg).len() > before
+    });
+    let failover = killed.elapsed();
+    eprintln!("the next edition came {failover:?} after the kill");
+    assert!(
+        failover < Duration::from_secs(30),
+        "failover took {failover:?}"
+    );
+    assert!(sites[1]
+        .read("b.log")
+        .contains("Took over gathering and making editions"));
+    // Two more ticks under b, then every edition is delivered and b stops.
+    let now = editions(&pg).len();
+    Pg::wait_for("two more editions", Duration::from_secs(30), || {
+        editions(&pg).len() >= now + 2
+    });
+    Pg::wait_for("every edition delivered", Duration::from_secs(60), || {
+        pg.count(
+            "gazette",
+            "SELECT COUNT(*) FROM delivery WHERE status <> 'sent'",
+        ) == 0
+            && pg.count(
+                "gazette",
+                "SELECT COUNT(*) FROM edition WHERE finished_at IS NULL",
+            ) == 0
+    });
+    let mut b = b;
+    Command::new("kill")
+        .args(["-TERM", &b.id().to_string()])
+        .status()
+        .unwrap();
+    let status = b.wait().unwrap();
+    assert!(status.success(), "b: {status}\n{}", sites[1].read("b.log"));
+
+    let made = editions(&pg);
+    let mut ticks: Vec<&str> = made.iter().map(|(t, _)| t.as_str()).collect();
+    ticks.dedup();
+    assert_eq!(ticks.len(), made.len(), "a tick with two editions: {made:?}");
+    // Each edition went to each reader once, by whichever instance sent it.
+    let got = sink.received();
+    let mut per_reader: HashMap<&str, usize> = HashMap::new();
+    for (_, rcpt, _) in &got {
+        *per_reader.entry(rcpt).or_default() += 1;
+    }
+    assert_eq!(per_reader.len(), 3);
+    for (rcpt, n) in &per_reader {
+        assert!(
+            *n >= made.len() && *n <= made.len() + 1,
+            "{rcpt} got {n} messages for {} editions",
+            made.len()
+        );
+    }
+    assert_eq!(
+        pg.count("gazette", "SELECT COUNT(*) FROM delivery"),
+        3 * made.len() as i64
+    );
+}
