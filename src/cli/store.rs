@@ -88,7 +88,10 @@ pub(super) fn store(config: &Config, cmd: &StoreCmd, say: impl Fn(String)) -> an
         dest.describe()
     ));
     let counts = src.copy_into(&mut dst, &mut |table, n| {
-        say(format!("  {table}: {n} rows"));
+        say(format!(
+            "  {table}: {n} row{}",
+            if n == 1 { "" } else { "s" }
+        ));
     })?;
     let total: i64 = counts.iter().map(|c| c.1).sum();
     say(format!(

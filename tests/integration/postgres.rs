@@ -515,7 +515,9 @@ fn kill_9_of_the_scheduling_instance_another_makes_the_next_edition_within_30_s(
     });
     let b = daemon(&sites[1], "b");
     Pg::wait_for("b to start as a follower", Duration::from_secs(30), || {
-        sites[1].read("b.log").contains("Another instance holds the leader lock")
+        sites[1]
+            .read("b.log")
+            .contains("Another instance holds the leader lock")
     });
     Pg::wait_for("a second edition", Duration::from_secs(30), || {
         editions(&pg).len() >= 2
@@ -562,7 +564,11 @@ fn kill_9_of_the_scheduling_instance_another_makes_the_next_edition_within_30_s(
     let made = editions(&pg);
     let mut ticks: Vec<&str> = made.iter().map(|(t, _)| t.as_str()).collect();
     ticks.dedup();
-    assert_eq!(ticks.len(), made.len(), "a tick with two editions: {made:?}");
+    assert_eq!(
+        ticks.len(),
+        made.len(),
+        "a tick with two editions: {made:?}"
+    );
     // Each edition went to each reader once, by whichever instance sent it.
     let got = sink.received();
     let mut per_reader: HashMap<&str, usize> = HashMap::new();
@@ -581,4 +587,126 @@ fn kill_9_of_the_scheduling_instance_another_makes_the_next_edition_within_30_s(
         pg.count("gazette", "SELECT COUNT(*) FROM delivery"),
         3 * made.len() as i64
     );
+}
+
+#[test]
+fn store_copy_moves_the_sample_to_postgresql_and_back_and_send_resends_nothing() {
+    let pg = Pg::start();
+    let site = Site::new();
+    site.write(
+        "readers.csv",
+        "email,name,timezone,digests\nr1@example.org,R1,,essays\nr2@example.org,R2,,essays\n",
+    );
+    assert_eq!(
+        run(&site, &["subscribers", "import", "readers.csv"]).code,
+        0
+    );
+    // Suppressions: a managed reader and one config.toml lists, both unsubscribed.
+    for who in ["r2@example.org", "bo.chen@example.net"] {
+        let r = run(&site, &["subscribers", "remove", who]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let first = run(&site, &["send"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let sent_before = site.outbox().len();
+    assert!(sent_before >= 2, "{}", first.stdout);
+    let to: Vec<String> = site.outbox().into_iter().map(|m| m.to_addr).collect();
+    assert!(!to.contains(&"r2@example.org".to_owned()), "{to:?}");
+    let counts = |sql: &str| site.count(sql);
+    let ledger = counts("SELECT COUNT(*) FROM delivery");
+    assert!(ledger > 0);
+
+    // SQLite → PostgreSQL, checked by counts; a second copy into it is refused.
+    let url = pg.url("gazette");
+    let copy = run(
+        &site,
+        &[
+            "store",
+            "copy",
+            "--to",
+            &url,
+            "--password-env",
+            PASSWORD_ENV,
+            "--tls",
+            "off",
+        ],
+    );
+    assert_eq!(copy.code, 0, "{}\n{}", copy.stdout, copy.stderr);
+    eprintln!("{}", copy.stdout);
+    assert_eq!(
+        pg.count("gazette", "SELECT COUNT(*) FROM delivery"),
+        ledger,
+        "{}",
+        copy.stdout
+    );
+    let again = run(
+        &site,
+        &[
+            "store",
+            "copy",
+            "--to",
+            &url,
+            "--password-env",
+            PASSWORD_ENV,
+            "--tls",
+            "off",
+        ],
+    );
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("not empty"), "{}", again.stderr);
+
+    site.edit(
+        "config.toml",
+        "[state]\npath = \"gazette.db\"",
+        pg.state_toml("gazette").trim_end(),
+    );
+    let resend = run(&site, &["send"]);
+    assert_eq!(resend.code, 0, "{}", resend.stderr);
+    assert_eq!(
+        site.outbox().len(),
+        sent_before,
+        "re-sent: {}",
+        resend.stdout
+    );
+    // The suppressions came along: neither address can be added back from the CLI,
+    // and the next edition (a new essay) skips both.
+    let readd = run(
+        &site,
+        &["subscribers", "add", "r2@example.org", "--digest", "essays"],
+    );
+    assert_eq!(readd.code, 1, "{}", readd.stdout);
+    let today = gazette::time::now().format("%Y-%m-%dT%H:%M:%SZ");
+    site.write(
+        "examples/site/essays/after-the-move.md",
+        &format!("+++\ntitle = \"After the Move\"\nauthor = \"Maren Holt\"\ndate = {today}\n+++\n\nWritten after the store moved.\n"),
+    );
+    let next = run(&site, &["send"]);
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    let new: Vec<String> = site
+        .outbox_matching("essays-0002-")
+        .into_iter()
+        .map(|m| m.to_addr.to_lowercase())
+        .collect();
+    assert!(!new.is_empty(), "{}", next.stdout);
+    assert!(
+        !new.contains(&"r2@example.org".to_owned())
+            && !new.contains(&"bo.chen@example.net".to_owned()),
+        "{new:?}"
+    );
+    assert!(new.contains(&"r1@example.org".to_owned()), "{new:?}");
+
+    // And back to a SQLite file: the same editions, and again nothing re-sent.
+    let editions_pg = run(&site, &["editions"]).stdout;
+    let back = run(&site, &["store", "copy", "--to", "back.db"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    site.edit(
+        "config.toml",
+        pg.state_toml("gazette").trim_end(),
+        "[state]\npath = \"back.db\"",
+    );
+    assert_eq!(run(&site, &["editions"]).stdout, editions_pg);
+    let sent = site.outbox().len();
+    let r = run(&site, &["send"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(site.outbox().len(), sent, "{}", r.stdout);
 }
