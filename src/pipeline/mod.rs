@@ -575,6 +575,7 @@ impl Run<'_> {
                     // The owed rows of a resumed edition are checked against today's
                     // templates before the first of them is sent, a page at a time.
                     let mut pages = owed.peek();
+                    let began = std::time::Instant::now();
                     loop {
                         let page = pages.next_page(store)?;
                         if page.is_empty() {
@@ -586,6 +587,9 @@ impl Run<'_> {
                             .collect();
                         maker.check_all(&copies)?;
                     }
+                    tracing::info!(digest = %digest.name, edition = ed.number, copies = owed.total(),
+                        ms = began.elapsed().as_millis() as u64,
+                        "Checked the owed copies against today's templates before sending any.");
                     // Retries later in this run are of copies rendered in this run.
                     checked = true;
                 }

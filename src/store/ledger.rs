@@ -415,13 +415,15 @@ impl Store {
         let durable = self
             .last_durable
             .is_none_or(|t| t.elapsed() >= GROUP_COMMIT);
-        // (SQLite only: a PostgreSQL commit is as durable as the server makes it.)
+        // PostgreSQL the same way: between syncs a step commits with
+        // `synchronous_commit = off` (it reaches the server, which flushes its WAL
+        // within `wal_writer_delay`); every GROUP_COMMIT a step waits for the flush.
         let sqlite = self.conn.sqlite();
         if let (false, Some(c)) = (durable, sqlite) {
             c.pragma_update(None, "synchronous", "NORMAL")?;
         }
         let token = self.claim_token(claimant).to_owned();
-        let claimed = self.step_tx(settle, claims, &token);
+        let claimed = self.step_tx(settle, claims, &token, !durable);
         if durable {
             if claimed.is_ok() {
                 self.last_durable = Some(std::time::Instant::now());

@@ -524,8 +524,12 @@ impl Store {
         settle: &[Outcome],
         claims: &[Claim],
         claimant: &str,
+        relaxed: bool,
     ) -> Result<Vec<bool>> {
         let tx = self.conn.transaction()?;
+        if relaxed && tx.backend() == db::Backend::Postgres {
+            tx.execute("SET LOCAL synchronous_commit TO OFF", [])?;
+        }
         {
             let mut sent = tx.prepare_cached(
                 "UPDATE delivery SET status = 'sent', sent_at = ?2, last_reply = ?3, next_attempt_at = NULL, claimed_by = NULL,

@@ -232,6 +232,16 @@ impl Sink {
         out
     }
 
+    /// One message received for `rcpt`, as the sink dumped it.
+    fn message_for(&self, rcpt: &str) -> Vec<u8> {
+        let needle = format!("X-Rcpt-Args: <{rcpt}>");
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .find(|b| String::from_utf8_lossy(b).contains(&needle))
+            .unwrap_or_else(|| panic!("no message for {rcpt}"))
+    }
+
     fn count(&self) -> usize {
         std::fs::read_dir(self.dir.path()).unwrap().count()
     }
@@ -508,6 +518,28 @@ fn kill_9_of_the_scheduling_instance_another_makes_the_next_edition_within_30_s(
             site
         })
         .collect();
+    // The web endpoint on both, signing with one secret.
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "a-shared-secret-of-at-least-32-characters").unwrap();
+    let ports: Vec<u16> = sites
+        .iter()
+        .map(|site| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            site.edit(
+                "config.toml",
+                "[delivery]",
+                &format!(
+                    "[web]\nlisten = \"127.0.0.1:{port}\"\nsecret_file = \"{}\"\n\n[delivery]",
+                    secret.path().display()
+                ),
+            );
+            port
+        })
+        .collect();
     import_readers(&sites[0], 3);
     let mut a = daemon(&sites[0], "a");
     Pg::wait_for("a to make an edition", Duration::from_secs(60), || {
@@ -553,6 +585,38 @@ fn kill_9_of_the_scheduling_instance_another_makes_the_next_edition_within_30_s(
                 "SELECT COUNT(*) FROM edition WHERE finished_at IS NULL",
             ) == 0
     });
+    // The endpoint serves on the surviving instance, and honours a one-click link from
+    // a message the dead one signed and sent.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, _) = rt.block_on(crate::endpoint::get(&format!(
+        "http://127.0.0.1:{}/healthz",
+        ports[1]
+    )));
+    assert_eq!(status, 200);
+    let by_a = crate::common::Mail::parse(&sink.message_for("reader00001@example.org"));
+    let link = by_a
+        .list_unsubscribe
+        .clone()
+        .unwrap()
+        .split(['<', '>'])
+        .find(|p| p.starts_with("https://"))
+        .unwrap()
+        .to_owned();
+    let path = &link[link[8..].find('/').unwrap() + 8..];
+    let (status, body) = rt.block_on(crate::endpoint::post(
+        &format!("http://127.0.0.1:{}{path}", ports[1]),
+        &[("List-Unsubscribe", "One-Click")],
+    ));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        pg.count(
+            "gazette",
+            "SELECT COUNT(*) FROM digest_choice c JOIN subscriber s ON s.id = c.subscriber_id
+              WHERE s.email = 'reader00001@example.org' AND c.digest = 'essays' AND c.wanted = 0"
+        ),
+        1,
+        "{body}"
+    );
     let mut b = b;
     Command::new("kill")
         .args(["-TERM", &b.id().to_string()])
