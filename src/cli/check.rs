@@ -78,11 +78,11 @@ pub(super) fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8>
         }
     }
     say(format!(
-        "{} is valid: {} sources, {} digests, {} subscribers; templates in {} render.",
+        "{} is valid: {}, {}, {}; templates in {} render.",
         config.path.display(),
-        config.sources.len(),
-        config.digests.len(),
-        config.subscribers.len(),
+        super::count(config.sources.len(), "source", "sources"),
+        super::count(config.digests.len(), "digest", "digests"),
+        super::count(config.subscribers.len(), "subscriber", "subscribers"),
         renderer.dir().display()
     ));
     Ok(EXIT_OK)

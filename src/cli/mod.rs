@@ -25,14 +25,23 @@ use crate::pipeline::{self, DigestOutcome, Mode, Progress, SendOptions, SendRepo
 use crate::render::{DigestInfo, EditionInfo, MessageContext, Renderer, SiteInfo, SubscriberInfo};
 use crate::store::Store;
 
+/// `n` with the noun that fits it: "1 source", "2 sources".
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: an error stopped the command.
 pub const EXIT_ERROR: u8 = 1;
-/// Exit code: finished, but a source failed to gather.
+/// Exit code: finished, but part of the input failed (a source, or rows of an import).
 pub const EXIT_PARTIAL: u8 = 2;
 /// Exit code: finished, but some messages were deferred or failed.
 pub const EXIT_UNDELIVERED: u8 = 3;
+/// Exit code: the command line itself was wrong (an unknown command or option, a
+/// missing argument): EX_USAGE of sysexits.h, never 2, which means "part of the input
+/// failed" here (clap's own default is 2).
+pub const EXIT_USAGE: u8 = 64;
 /// `send` stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
 pub const EXIT_SIGINT: u8 = 130;
 /// `send` stopped by SIGTERM: 128 + 15.
@@ -43,7 +52,8 @@ pub const EXIT_SIGTERM: u8 = 143;
 #[command(name = "gazette", version, about, long_about = None,
     after_help = "Exit codes: 0 success; 1 error (bad config, template error, database trouble); \
 2 finished but part of the input failed (a source, whose items come later; or bad rows of an import); 3 finished but some messages were \
-deferred or failed (see `gazette editions`; deferred ones are retried by the next send).")]
+deferred or failed (see `gazette editions`; deferred ones are retried by the next send); 64 the command line was wrong; \
+130/143 `send` stopped by SIGINT/SIGTERM.")]
 pub struct Cli {
     /// Configuration file; relative paths inside it are resolved from its folder.
     #[arg(
@@ -140,7 +150,7 @@ pub enum Command {
     },
     /// List past editions with their delivery counts.
     Editions {
-        /// How many editions to show, newest first.
+        /// How many editions to show, newest first; 0 shows them all.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
@@ -435,7 +445,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
                 return Ok(EXIT_OK);
             }
             let store = Store::connect(&config.state)?;
-            let editions = store.editions(*limit)?;
+            let editions = store.editions(if *limit == 0 { usize::MAX } else { *limit })?;
             if editions.is_empty() {
                 say("No editions yet.".into());
             }

@@ -111,8 +111,9 @@ pub(super) fn subscribers(
                     entry.digests.join(", ")
                 )),
                 Upserted::Unchanged => say(format!(
-                    "{} is already subscribed so; nothing changed.",
-                    entry.email
+                    "{} is already subscribed to {} with that name and zone; nothing changed.",
+                    entry.email,
+                    entry.digests.join(", ")
                 )),
                 Upserted::Suppressed { status } => {
                     eprintln!("error: {} is {status}; an address that left or bounced can only come back by confirming a new subscription itself", entry.email);
@@ -152,6 +153,18 @@ pub(super) fn subscribers(
                 }
             };
             let (entries, bad) = subs::read_csv(&text, &known);
+            // A fault in the header row (line 1) rejects the whole file: no row can be
+            // read without it, so this is not "N bad rows".
+            if bad.iter().any(|b| b.line == 1) {
+                for b in &bad {
+                    eprintln!("error: {}:{}: {}", file.display(), b.line, b.message);
+                }
+                eprintln!(
+                    "error: {} was rejected: nothing was imported. Fix its header row (email,name,timezone,digests) and import it again.",
+                    file.display()
+                );
+                return Ok(EXIT_ERROR);
+            }
             for b in &bad {
                 eprintln!("error: {}:{}: {}", file.display(), b.line, b.message);
             }
@@ -168,9 +181,9 @@ pub(super) fn subscribers(
                 }
             }
             say(format!(
-                "Imported {}: {added} added, {updated} updated, {unchanged} unchanged, {suppressed} left out (unsubscribed or bounced), {} bad rows.",
+                "Imported {}: {added} added, {updated} updated, {unchanged} unchanged, {suppressed} left out (unsubscribed or bounced), {}.",
                 file.display(),
-                bad.len()
+                super::count(bad.len(), "bad row", "bad rows")
             ));
             Ok(if bad.is_empty() {
                 EXIT_OK

@@ -515,7 +515,7 @@ impl Store {
             "{EDITION_SELECT} ORDER BY created_at DESC, id DESC LIMIT ?1"
         ))?;
         let rows: Vec<_> = stmt
-            .query_map([limit as i64], edition_raw)?
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], edition_raw)?
             .collect::<std::result::Result<_, _>>()?;
         rows.into_iter()
             .map(|raw| self.summarize(edition_from_raw(raw)?))

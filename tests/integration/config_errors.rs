@@ -124,7 +124,7 @@ fn the_shipped_config_is_valid() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout
-            .contains("config.toml is valid: 1 sources, 2 digests, 3 subscribers"),
+            .contains("config.toml is valid: 1 source, 2 digests, 3 subscribers"),
         "{}",
         run.stdout
     );
@@ -198,4 +198,35 @@ fn the_shipped_configs_commented_examples_are_valid_too() {
         "{}",
         run.stdout
     );
+}
+
+#[test]
+fn a_mistyped_command_exits_with_the_usage_code_not_the_partial_one() {
+    let site = Site::new();
+    let run = site.gazette(&["sned"]);
+    assert_eq!(run.code, 64, "{run:?}");
+    assert!(
+        run.stderr.contains("unrecognized subcommand 'sned'"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("'send'"),
+        "clap suggests the command: {}",
+        run.stderr
+    );
+    let run = site.gazette(&["send", "--digets", "essays"]);
+    assert_eq!(run.code, 64, "{run:?}");
+    // Nothing was done: no database, no outbox.
+    assert!(!site.path("gazette.db").exists());
+    assert!(site.outbox().is_empty());
+    // Asking for help or the version is not an error.
+    let help = site.gazette(&["--help"]);
+    assert_eq!(help.code, 0, "{help:?}");
+    assert!(
+        help.stdout.contains("64 the command line was wrong"),
+        "{}",
+        help.stdout
+    );
+    assert_eq!(site.gazette(&["--version"]).code, 0);
 }

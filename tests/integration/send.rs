@@ -590,6 +590,12 @@ fn gather_and_editions_report_what_happened() {
         run.stdout
     );
     assert!(run.stdout.contains("replies #1"), "{}", run.stdout);
+    // --limit counts from the newest; 0 shows them all.
+    let one = site.gazette(&["editions", "--limit", "1"]);
+    assert_eq!(one.stdout.lines().count(), 1, "{}", one.stdout);
+    let all = site.gazette(&["editions", "--limit", "0"]);
+    assert_eq!(all.code, 0);
+    assert_eq!(all.stdout, run.stdout);
 }
 
 #[test]

@@ -281,3 +281,48 @@ fn unsendable_addresses_are_refused_and_one_already_stored_fails_alone() {
         1
     );
 }
+
+#[test]
+fn an_import_whose_header_is_wrong_is_rejected_whole() {
+    let site = Site::new();
+    site.write(
+        "readers.csv",
+        "mail,name\ndana@example.org,Dana\neli@example.org,Eli\n",
+    );
+    let run = site.gazette(&["subscribers", "import", "readers.csv"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("error: readers.csv:1: no `email` column"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("error: readers.csv was rejected: nothing was imported."),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("bad row"), "{}", run.stdout);
+    let list = site.gazette(&["subscribers", "list"]);
+    assert!(!list.stdout.contains("dana@example.org"), "{}", list.stdout);
+}
+
+#[test]
+fn adding_an_address_again_says_what_it_is_subscribed_to() {
+    let site = Site::new();
+    let args = [
+        "subscribers",
+        "add",
+        "dana@example.org",
+        "--digest",
+        "essays",
+    ];
+    assert_eq!(site.gazette(&args).code, 0);
+    let again = site.gazette(&args);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        again.stdout.trim(),
+        "dana@example.org is already subscribed to essays with that name and zone; nothing changed."
+    );
+}
