@@ -1372,9 +1372,14 @@ impl<'t> Validator<'t> {
                 return None;
             }
         };
+        // PKCS#8 ("BEGIN PRIVATE KEY", what `openssl genrsa` and `genpkey` write today)
+        // is turned into what lettre reads: PKCS#1 for RSA, the bare seed for Ed25519.
+        let pkcs8 = pkcs8_dkim_key(&key);
+        let key = pkcs8.as_ref().map_or(key, |(k, _)| k.clone());
         let algorithm = match raw.algorithm.as_ref().map(|a| (a, a.get_ref().as_str())) {
             Some((_, "rsa")) => DkimAlgorithm::Rsa,
             Some((_, "ed25519")) => DkimAlgorithm::Ed25519,
+            None if pkcs8.is_some() => pkcs8.map_or(DkimAlgorithm::Rsa, |(_, a)| a),
             None if key.contains("BEGIN RSA PRIVATE KEY") => DkimAlgorithm::Rsa,
             None => DkimAlgorithm::Ed25519,
             Some((a, other)) => {
@@ -1399,7 +1404,7 @@ impl<'t> Validator<'t> {
             .is_ok(),
         };
         if !valid {
-            self.at_span(key_file, format!("`delivery.dkim.key_file`: {} is not a usable key (RSA: PKCS#1 PEM, \"BEGIN RSA PRIVATE KEY\"; Ed25519: the base64 32-byte seed)", path.display()));
+            self.at_span(key_file, format!("`delivery.dkim.key_file`: {} is not a usable key (RSA or Ed25519 as PKCS#8 PEM, \"BEGIN PRIVATE KEY\", as openssl writes it; RSA as PKCS#1 PEM, \"BEGIN RSA PRIVATE KEY\"; Ed25519 as the base64 32-byte seed)", path.display()));
             return None;
         }
         let domain = match (&raw.domain, from_domain) {
@@ -2180,6 +2185,41 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// A PKCS#8 PEM DKIM key as lettre reads it, with its algorithm: RSA as PKCS#1 PEM,
+/// Ed25519 as its base64 32-byte seed. `None` when `pem` is not PKCS#8 (or not readable).
+fn pkcs8_dkim_key(pem: &str) -> Option<(String, DkimAlgorithm)> {
+    use base64::Engine as _;
+    use rsa::pkcs1::EncodeRsaPrivateKey as _;
+    use rsa::pkcs8::DecodePrivateKey as _;
+    if !pem.contains("-----BEGIN PRIVATE KEY-----") {
+        return None;
+    }
+    if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(pem.trim()) {
+        let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).ok()?;
+        return Some((pkcs1.to_string(), DkimAlgorithm::Rsa));
+    }
+    // Ed25519 in PKCS#8 v1 (RFC 8410) is always these 16 bytes, then the 32-byte seed.
+    const ED25519_PKCS8: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let seed = der.strip_prefix(&ED25519_PKCS8[..])?;
+    (seed.len() == 32).then(|| {
+        (
+            base64::engine::general_purpose::STANDARD.encode(seed),
+            DkimAlgorithm::Ed25519,
+        )
+    })
 }
 
 #[cfg(test)]

@@ -169,15 +169,27 @@ pub fn dkim_signer(
         crate::config::DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
     };
     let key = DkimSigningKey::new(d.key.expose(), algorithm).map_err(|e| e.to_string())?;
+    // Content-Type is not listed: lettre writes the multipart's Content-Type with the
+    // body, not among the headers it signs, so listing it would break every signature
+    // (the body hash covers the boundaries and every part's headers anyway).
+    // The second From, Subject and List-Unsubscribe(-Post) over-sign (RFC 6376 §8.15):
+    // they stand for "no further instance", so a copy with one of them prepended (a
+    // second From shown to the reader, a repointed unsubscribe) fails verification.
     let headers = [
         "From",
+        "Reply-To",
         "Subject",
         "Date",
         "Message-ID",
         "To",
+        "MIME-Version",
         "List-Unsubscribe",
         "List-Unsubscribe-Post",
         "List-Id",
+        "From",
+        "Subject",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
     ]
     .into_iter()
     .map(HeaderName::new_from_ascii_str)

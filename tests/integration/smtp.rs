@@ -231,16 +231,21 @@ fn a_missing_password_variable_is_a_config_error_naming_it_not_its_value() {
     );
 }
 
-fn dkim_round_trip(key: &str, record: &str, algorithm: &str) {
+fn dkim_fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dkim")
+        .join(name)
+}
+
+fn dkim_round_trip(key: &Path, record: &Path, algorithm: &str) {
     let server = CaptureServer::start();
     let site = smtp_site(&server, "", "", 2);
     with_web(&site);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dkim");
     let cfg = site.read("config.toml").replace(
         "[delivery.smtp]",
         &format!(
             "[delivery.dkim]\nselector = \"test\"\nkey_file = \"{}\"\n\n[delivery.smtp]",
-            fixtures.join(key).display()
+            key.display()
         ),
     );
     site.write("config.toml", &cfg);
@@ -280,35 +285,115 @@ fn dkim_round_trip(key: &str, record: &str, algorithm: &str) {
             "to",
             "list-unsubscribe",
             "list-unsubscribe-post",
+            "reply-to",
+            "mime-version",
         ] {
             assert!(h.split(':').any(|x| x == name), "h= lacks {name}: {h}");
         }
-        let (ok, out) = dkim_verify(&c.path, &fixtures.join(record));
+        for name in [
+            "from",
+            "subject",
+            "list-unsubscribe",
+            "list-unsubscribe-post",
+        ] {
+            assert_eq!(
+                h.split(':').filter(|x| *x == name).count(),
+                2,
+                "{name} is not over-signed: {h}"
+            );
+        }
+        let (ok, out) = dkim_verify(&c.path, record);
         assert!(ok, "dkimpy rejected the signature: {out}");
         // And the verifier is not a rubber stamp: a changed subject fails.
         let tampered = c.path.with_extension("tampered");
         std::fs::write(&tampered, raw.replacen("Subject: ", "Subject: Re: ", 1)).unwrap();
-        let (ok, _) = dkim_verify(&tampered, &fixtures.join(record));
+        let (ok, _) = dkim_verify(&tampered, record);
         assert!(!ok, "a tampered message must not verify");
+        // Over-signing: a From or a List-Unsubscribe prepended to the signed copy (what a
+        // reader's client would show or use first) breaks the signature.
+        for extra in [
+            "From: Support <help@phish.example>\r\n",
+            "List-Unsubscribe: <https://phish.example/u>\r\n",
+        ] {
+            std::fs::write(&tampered, format!("{extra}{raw}")).unwrap();
+            let (ok, out) = dkim_verify(&tampered, record);
+            assert!(!ok, "a prepended {extra:?} still verifies: {out}");
+        }
         // Nor does one whose one-click link was swapped for someone else's.
         std::fs::write(
             &tampered,
             raw.replacen("/unsubscribe/", "/unsubscribe/X", 1),
         )
         .unwrap();
-        let (ok, _) = dkim_verify(&tampered, &fixtures.join(record));
+        let (ok, _) = dkim_verify(&tampered, record);
         assert!(!ok, "a changed List-Unsubscribe must not verify");
     }
 }
 
 #[test]
 fn dkim_rsa_signatures_verify_with_dkimpy() {
-    dkim_round_trip("rsa.pem", "rsa.txt", "rsa");
+    dkim_round_trip(&dkim_fixture("rsa.pem"), &dkim_fixture("rsa.txt"), "rsa");
 }
 
 #[test]
 fn dkim_ed25519_signatures_verify_with_dkimpy() {
-    dkim_round_trip("ed25519.key", "ed25519.txt", "ed25519");
+    dkim_round_trip(
+        &dkim_fixture("ed25519.key"),
+        &dkim_fixture("ed25519.txt"),
+        "ed25519",
+    );
+}
+
+/// Runs a shell pipeline (the README's key recipe) and returns its stdout.
+fn sh(script: &str, dir: &Path) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn keys_made_by_openssl_today_sign_and_the_readme_recipe_gives_their_record() {
+    let dir = tempfile::tempdir().unwrap();
+    // OpenSSL 3 writes PKCS#8 ("BEGIN PRIVATE KEY") for both.
+    sh("openssl genrsa -out rsa.pem 2048 2>/dev/null", dir.path());
+    assert!(std::fs::read_to_string(dir.path().join("rsa.pem"))
+        .unwrap()
+        .starts_with("-----BEGIN PRIVATE KEY-----"));
+    let p = sh(
+        "openssl rsa -in rsa.pem -pubout -outform DER 2>/dev/null | base64 -w0",
+        dir.path(),
+    );
+    std::fs::write(dir.path().join("rsa.txt"), format!("v=DKIM1; k=rsa; p={p}")).unwrap();
+    dkim_round_trip(
+        &dir.path().join("rsa.pem"),
+        &dir.path().join("rsa.txt"),
+        "rsa",
+    );
+
+    sh("openssl genpkey -algorithm ed25519 -out ed.pem", dir.path());
+    let p = sh(
+        "openssl pkey -in ed.pem -pubout -outform DER | tail -c 32 | base64 -w0",
+        dir.path(),
+    );
+    std::fs::write(
+        dir.path().join("ed.txt"),
+        format!("v=DKIM1; k=ed25519; p={p}"),
+    )
+    .unwrap();
+    dkim_round_trip(
+        &dir.path().join("ed.pem"),
+        &dir.path().join("ed.txt"),
+        "ed25519",
+    );
 }
 
 #[test]
