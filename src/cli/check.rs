@@ -62,6 +62,25 @@ pub(super) fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8>
     if problems > 0 {
         return Ok(EXIT_ERROR);
     }
+    // What Gmail and Yahoo require of bulk senders since February 2024: a DKIM signature
+    // aligned with From, and a one-click unsubscribe (RFC 8058), which needs [web].
+    if matches!(
+        config.delivery.transport,
+        crate::config::TransportConfig::Smtp(_)
+    ) {
+        if config.delivery.dkim.is_none() {
+            eprintln!(
+                "warning: {}: `delivery.transport = \"smtp\"` without `[delivery.dkim]`: Gmail and Yahoo reject or spam-folder bulk mail that is not DKIM-signed for the From domain. Add [delivery.dkim] (the README has a recipe for the key and its DNS record).",
+                config.path.display()
+            );
+        }
+        if config.web.is_none() {
+            eprintln!(
+                "warning: {}: `delivery.transport = \"smtp\"` without `[web]`: messages carry only a mailto: unsubscribe, and Gmail and Yahoo require bulk senders to offer one-click unsubscribe (RFC 8058). Add [web] so List-Unsubscribe has an https link.",
+                config.path.display()
+            );
+        }
+    }
     // Suppression wins over the file: say which listed addresses will not be mailed.
     if config.state.exists() {
         let store = Store::connect(&config.state)?;

@@ -447,3 +447,39 @@ fn injection_attempts_leave_one_recipient_and_one_subject() {
     );
     assert!(!m.subject.contains('\n'));
 }
+
+#[test]
+fn check_warns_when_smtp_mail_would_miss_what_gmail_and_yahoo_require() {
+    let server = CaptureServer::start();
+    let site = smtp_site(&server, "", "", 1);
+    let run = site.gazette(&["check"]);
+    assert_eq!(run.code, 0, "warnings, not errors: {run:?}");
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{}", run.stderr);
+    assert!(
+        warnings[0].contains("without `[delivery.dkim]`"),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[1].contains("without `[web]`") && warnings[1].contains("one-click"));
+    // Both in place: nothing to warn about.
+    with_web(&site);
+    site.edit(
+        "config.toml",
+        "[delivery.smtp]",
+        &format!(
+            "[delivery.dkim]\nselector = \"test\"\nkey_file = \"{}\"\n\n[delivery.smtp]",
+            dkim_fixture("rsa.pem").display()
+        ),
+    );
+    let run = site.gazette(&["check"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stderr.contains("warning:"), "{}", run.stderr);
+    // The outbox transport sends nothing to Gmail: no warning there either.
+    let plain = Site::new();
+    assert!(!plain.gazette(&["check"]).stderr.contains("warning:"));
+}
