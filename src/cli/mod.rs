@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod check;
 mod follows;
+mod init;
 mod store;
 mod subscribers;
 
@@ -99,6 +100,13 @@ pub enum Command {
     /// unsubscribe, preferences, /healthz and /metrics. `gazette run` serves it too.
     /// SIGTERM/SIGINT stop it.
     Serve,
+    /// Start a publication: write a commented config.toml, the default templates and a
+    /// sample folder source into DIR (default: here), ready for `gazette send`.
+    Init {
+        /// The folder to write into; created if missing. Nothing is overwritten.
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+    },
     /// Validate the config and templates, listing every problem with file:line:column.
     Check,
     /// Gather, then make and deliver each digest's next edition (continuing unfinished ones first).
@@ -237,6 +245,15 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
 }
 
 async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
+    let say = |line: String| {
+        if !cli.quiet {
+            print_line(&line);
+        }
+    };
+    // The one command that needs no config: it writes one.
+    if let Command::Init { dir } = &cli.command {
+        return init::init(dir, say);
+    }
     let config = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -244,12 +261,8 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             return Ok(EXIT_ERROR);
         }
     };
-    let say = |line: String| {
-        if !cli.quiet {
-            print_line(&line);
-        }
-    };
     match &cli.command {
+        Command::Init { .. } => Ok(EXIT_OK),
         Command::Run => run_daemon(config).await,
         Command::Serve => serve(config).await,
         Command::Subscribers { action } => subscribers::subscribers(&config, action, say),

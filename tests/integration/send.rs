@@ -667,3 +667,45 @@ fn status_shows_schedules_editions_sources_and_owed_deliveries() {
     );
     assert_eq!(json["sources"][0]["result"], "failed");
 }
+
+#[test]
+fn gazette_init_then_send_works_with_no_edits_and_init_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let gazette = |cwd: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("GAZETTE_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = gazette(dir.path(), &["init", "demo"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("cd demo && gazette send"), "{out}");
+    let demo = dir.path().join("demo");
+    let config = std::fs::read_to_string(demo.join("config.toml")).unwrap();
+    assert!(config.contains("# "), "the starter config is commented");
+    // `cd demo && gazette send`, untouched.
+    let (code, out, err) = gazette(&demo, &["send"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let emls = std::fs::read_dir(demo.join("outbox")).unwrap().count();
+    assert_eq!(emls, 4, "{out}");
+    assert_eq!(gazette(&demo, &["check"]).0, 0);
+    // A second init into the same folder writes nothing and says why.
+    std::fs::write(demo.join("config.toml"), "# mine\n").unwrap();
+    let (code, _, err) = gazette(dir.path(), &["init", "demo"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("already holds") && err.contains("config.toml"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(demo.join("config.toml")).unwrap(),
+        "# mine\n"
+    );
+}
