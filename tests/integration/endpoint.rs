@@ -420,6 +420,15 @@ async fn a_newcomer_subscribes_confirms_receives_the_next_digest_and_leaves_with
         &confirmation.text,
         "https://longmargin.example.org/confirm/",
     );
+    // The bare link (a long token) may break anywhere, so it wraps on a phone instead
+    // of widening the message.
+    let at = confirmation
+        .html
+        .find("Or open https:")
+        .unwrap_or_else(|| panic!("{}", confirmation.html));
+    let bare = &confirmation.html[..at];
+    let paragraph = &bare[bare.rfind("<p").unwrap()..];
+    assert!(paragraph.contains("overflow-wrap:anywhere"), "{paragraph}");
 
     // A confirmation token is no unsubscribe token, and vice versa.
     let (status, _) = post(

@@ -280,3 +280,70 @@ fn shared_css_inlining_gives_the_same_bytes_as_inlining_each_copy() {
     );
     assert!(memo.reused() < copies);
 }
+
+/// WCAG 2 contrast ratio of two `#rrggbb` (or `#rgb`) colours.
+fn contrast(a: &str, b: &str) -> f64 {
+    let luminance = |c: &str| {
+        let hex = c.trim_start_matches('#');
+        let hex: String = if hex.len() == 3 {
+            hex.chars().flat_map(|ch| [ch, ch]).collect()
+        } else {
+            hex.to_owned()
+        };
+        let channel = |i: usize| {
+            let v = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if v <= 0.03928 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4)
+    };
+    let (la, lb) = (luminance(a), luminance(b));
+    (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+}
+
+/// The value of `prop` in the inline style of the first element with `class="name"`.
+fn inline_style(html: &str, class: &str, prop: &str) -> String {
+    let at = html.find(&format!("class=\"{class}\" style=\"")).unwrap();
+    let style = &html[at..];
+    let style = &style[style.find("style=\"").unwrap() + 7..];
+    let style = &style[..style.find('"').unwrap()];
+    style
+        .split(';')
+        .find_map(|d| d.trim().strip_prefix(&format!("{prop}:")))
+        .unwrap_or_else(|| panic!("no {prop} in {style}"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn the_footer_meets_wcag_aa_contrast_and_the_preheader_previews_the_edition() {
+    let site = Site::new();
+    let cfg = config::load(&site.path("config.toml")).unwrap();
+    let out = render(&cfg, 0, None, "Europe/London");
+    let background = inline_style(&out.html, "wrap", "background");
+    for class in ["footer", "meta"] {
+        let fg = inline_style(&out.html, class, "color");
+        let ratio = contrast(&fg, &background);
+        assert!(
+            ratio >= 4.5,
+            "{class} text {fg} on {background}: {ratio:.2}:1"
+        );
+    }
+    assert!(contrast("#777777", "#ffffff") < 4.5, "the check can fail");
+    // The preview line: the first thing in the body, hidden, naming the essays.
+    let body = &out.html[out.html.find("<body").unwrap()..];
+    let first = &body[body.find('>').unwrap() + 1..].trim_start();
+    assert!(
+        first.starts_with("<div style=\"display:none;"),
+        "{first:.200}"
+    );
+    let preheader = &first[..first.find("</div>").unwrap()];
+    assert!(preheader.contains("Fish &amp; Chips"), "{preheader}");
+    assert!(!out.text.contains("display:none"));
+    // A reader without a name is greeted all the same.
+    assert!(out.html.contains("<p>Hello,</p>"));
+    assert!(out.text.contains("Hello,"));
+}
