@@ -107,6 +107,15 @@ pub enum Command {
         #[arg(default_value = ".")]
         dir: std::path::PathBuf,
     },
+    /// Print a shell completion script to stdout, e.g.
+    /// `gazette completions bash > /etc/bash_completion.d/gazette`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, e.g.
+    /// `gazette man > /usr/local/share/man/man1/gazette.1`.
+    Man,
     /// Validate the config and templates, listing every problem with file:line:column.
     Check,
     /// Gather, then make and deliver each digest's next edition (continuing unfinished ones first).
@@ -223,6 +232,12 @@ fn print_line(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
+/// Writes bytes to stdout; a closed pipe is not an error.
+fn print_bytes(bytes: &[u8]) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(bytes);
+}
+
 fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -250,9 +265,25 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             print_line(&line);
         }
     };
-    // The one command that needs no config: it writes one.
-    if let Command::Init { dir } = &cli.command {
-        return init::init(dir, say);
+    // Commands that need no config (init writes one).
+    match &cli.command {
+        Command::Init { dir } => return init::init(dir, say),
+        // Made in memory, then written: a closed pipe (`| head`) is not an error.
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "gazette", &mut out);
+            print_bytes(&out);
+            return Ok(EXIT_OK);
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            print_bytes(&out);
+            return Ok(EXIT_OK);
+        }
+        _ => {}
     }
     let config = match config::load(&cli.config) {
         Ok(c) => c,
@@ -262,7 +293,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         }
     };
     match &cli.command {
-        Command::Init { .. } => Ok(EXIT_OK),
+        Command::Init { .. } | Command::Completions { .. } | Command::Man => Ok(EXIT_OK),
         Command::Run => run_daemon(config).await,
         Command::Serve => serve(config).await,
         Command::Subscribers { action } => subscribers::subscribers(&config, action, say),

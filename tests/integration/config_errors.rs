@@ -230,3 +230,45 @@ fn a_mistyped_command_exits_with_the_usage_code_not_the_partial_one() {
     );
     assert_eq!(site.gazette(&["--version"]).code, 0);
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_definitions() {
+    let site = Site::new();
+    let bash = site.gazette(&["completions", "bash"]);
+    assert_eq!(bash.code, 0, "{bash:?}");
+    site.write("gazette.bash", &bash.stdout);
+    // bash itself loads it and registers the completion.
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("source ./gazette.bash && complete -p gazette")
+        .current_dir(site.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_gazette"));
+    for cmd in ["send", "init", "subscribers", "store"] {
+        assert!(bash.stdout.contains(cmd), "bash completion lacks {cmd}");
+    }
+    let zsh = site.gazette(&["completions", "zsh"]);
+    assert!(
+        zsh.stdout.starts_with("#compdef gazette"),
+        "{:.80}",
+        zsh.stdout
+    );
+    let bad = site.gazette(&["completions", "tcsh"]);
+    assert_eq!(bad.code, 64, "an unknown shell is a usage error");
+
+    let man = site.gazette(&["man"]);
+    assert_eq!(man.code, 0, "{man:?}");
+    assert!(man.stdout.contains(".TH gazette 1"), "{:.300}", man.stdout);
+    for cmd in ["send", "init", "check", "completions"] {
+        assert!(man.stdout.contains(cmd), "the man page lacks {cmd}");
+    }
+    // Neither needs (or reads) a config.
+    std::fs::remove_file(site.path("config.toml")).unwrap();
+    assert_eq!(site.gazette(&["man"]).code, 0);
+}
