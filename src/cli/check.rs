@@ -4,12 +4,14 @@
 use super::*;
 
 /// `gazette check`: every problem found, and the exit code.
-pub(super) fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8> {
+pub(super) fn check(config: &Config, json: bool, say: impl Fn(String)) -> anyhow::Result<u8> {
+    let mut errors: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     let renderer = match Renderer::load(config) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(EXIT_ERROR);
+            errors.push(e.to_string());
+            return Ok(report(config, json, &errors, &warnings, say));
         }
     };
     let view = sample_view();
@@ -17,11 +19,9 @@ pub(super) fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8>
         name: config.site.name.clone(),
         base_url: config.site.base_url.clone(),
     };
-    let mut problems = 0;
     if config.web.is_some() {
         if let Err(e) = crate::web::check_pages(config) {
-            eprintln!("error: {e}");
-            problems += 1;
+            errors.push(e.to_string());
         }
     }
     for d in &config.digests {
@@ -55,12 +55,11 @@ pub(super) fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8>
             public: false,
         };
         if let Err(e) = renderer.render(d, &ctx) {
-            eprintln!("error: {e}");
-            problems += 1;
+            errors.push(e.to_string());
         }
     }
-    if problems > 0 {
-        return Ok(EXIT_ERROR);
+    if !errors.is_empty() {
+        return Ok(report(config, json, &errors, &warnings, say));
     }
     // What Gmail and Yahoo require of bulk senders since February 2024: a DKIM signature
     // aligned with From, and a one-click unsubscribe (RFC 8058), which needs [web].
@@ -69,16 +68,16 @@ pub(super) fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8>
         crate::config::TransportConfig::Smtp(_)
     ) {
         if config.delivery.dkim.is_none() {
-            eprintln!(
-                "warning: {}: `delivery.transport = \"smtp\"` without `[delivery.dkim]`: Gmail and Yahoo reject or spam-folder bulk mail that is not DKIM-signed for the From domain. Add [delivery.dkim] (the README has a recipe for the key and its DNS record).",
+            warnings.push(format!(
+                "{}: `delivery.transport = \"smtp\"` without `[delivery.dkim]`: Gmail and Yahoo reject or spam-folder bulk mail that is not DKIM-signed for the From domain. Add [delivery.dkim] (the README has a recipe for the key and its DNS record).",
                 config.path.display()
-            );
+            ));
         }
         if config.web.is_none() {
-            eprintln!(
-                "warning: {}: `delivery.transport = \"smtp\"` without `[web]`: messages carry only a mailto: unsubscribe, and Gmail and Yahoo require bulk senders to offer one-click unsubscribe (RFC 8058). Add [web] so List-Unsubscribe has an https link.",
+            warnings.push(format!(
+                "{}: `delivery.transport = \"smtp\"` without `[web]`: messages carry only a mailto: unsubscribe, and Gmail and Yahoo require bulk senders to offer one-click unsubscribe (RFC 8058). Add [web] so List-Unsubscribe has an https link.",
                 config.path.display()
-            );
+            ));
         }
     }
     // Suppression wins over the file: say which listed addresses will not be mailed.
@@ -88,23 +87,86 @@ pub(super) fn check(config: &Config, say: impl Fn(String)) -> anyhow::Result<u8>
             let email = sub.email.to_string();
             if let Some((status, since)) = store.subscriber_status(&email)? {
                 if status != "active" {
-                    eprintln!(
-                        "warning: {} lists {email}, which is {status} (since {since}); it will not be mailed. Remove it from the file, or let them subscribe again themselves.",
+                    warnings.push(format!(
+                        "{} lists {email}, which is {status} (since {since}); it will not be mailed. Remove it from the file, or let them subscribe again themselves.",
                         config.path.display()
-                    );
+                    ));
                 }
             }
         }
     }
-    say(format!(
-        "{} is valid: {}, {}, {}; templates in {} render.",
-        config.path.display(),
-        super::count(config.sources.len(), "source", "sources"),
-        super::count(config.digests.len(), "digest", "digests"),
-        super::count(config.subscribers.len(), "subscriber", "subscribers"),
-        renderer.dir().display()
-    ));
-    Ok(EXIT_OK)
+    if !json {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        say(format!(
+            "{} is valid: {}, {}, {}; templates in {} render.",
+            config.path.display(),
+            super::count(config.sources.len(), "source", "sources"),
+            super::count(config.digests.len(), "digest", "digests"),
+            super::count(config.subscribers.len(), "subscriber", "subscribers"),
+            renderer.dir().display()
+        ));
+        return Ok(EXIT_OK);
+    }
+    Ok(report(config, json, &errors, &warnings, say))
+}
+
+/// Prints what `check` found (text on stderr, or one JSON object on stdout) and
+/// returns the exit code: 1 with any error, else 0.
+fn report(
+    config: &Config,
+    json: bool,
+    errors: &[String],
+    warnings: &[String],
+    say: impl Fn(String),
+) -> u8 {
+    if json {
+        say(check_json(
+            &config.path.display().to_string(),
+            errors,
+            warnings,
+            Some((
+                config.sources.len(),
+                config.digests.len(),
+                config.subscribers.len(),
+            )),
+        ));
+    } else {
+        for e in errors {
+            eprintln!("error: {e}");
+        }
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    if errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_ERROR
+    }
+}
+
+/// `check --json`'s object: `valid`, `errors`, `warnings` and, once the config could be
+/// read, what it holds.
+pub(super) fn check_json(
+    path: &str,
+    errors: &[String],
+    warnings: &[String],
+    counts: Option<(usize, usize, usize)>,
+) -> String {
+    let mut v = serde_json::json!({
+        "config": path,
+        "valid": errors.is_empty(),
+        "errors": errors,
+        "warnings": warnings,
+    });
+    if let Some((sources, digests, subscribers)) = counts {
+        v["sources"] = sources.into();
+        v["digests"] = digests.into();
+        v["subscribers"] = subscribers.into();
+    }
+    serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
 /// Content that exercises every branch of a template: an essay, a thread with a nested

@@ -117,7 +117,11 @@ pub enum Command {
     /// `gazette man > /usr/local/share/man/man1/gazette.1`.
     Man,
     /// Validate the config and templates, listing every problem with file:line:column.
-    Check,
+    Check {
+        /// Print one JSON object for scripts (valid, errors, warnings) on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Gather, then make and deliver each digest's next edition (continuing unfinished ones first).
     Send(SendArgs),
     /// Fetch every source and store what is new, without sending anything.
@@ -170,6 +174,9 @@ pub enum Command {
         /// How many editions to show, newest first; 0 shows them all.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Print JSON for scripts instead of text (a list, newest first).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -288,7 +295,17 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
     let config = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            if let Command::Check { json: true } = &cli.command {
+                let errors: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
+                say(check::check_json(
+                    &cli.config.display().to_string(),
+                    &errors,
+                    &[],
+                    None,
+                ));
+            } else {
+                eprintln!("error: {e}");
+            }
             return Ok(EXIT_ERROR);
         }
     };
@@ -299,7 +316,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Subscribers { action } => subscribers::subscribers(&config, action, say),
         Command::Follows { action } => follows::follows(&config, action, say),
         Command::Store { action } => store::store(&config, action, say),
-        Command::Check => check::check(&config, say),
+        Command::Check { json } => check::check(&config, *json, say),
         Command::Send(args) => send(&config, args, cli.quiet, say).await,
         Command::Gather => {
             let mut store = Store::connect(&config.state)?;
@@ -480,7 +497,11 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             }
             Ok(EXIT_OK)
         }
-        Command::Editions { limit } => {
+        Command::Editions { limit, json } => {
+            if !config.state.exists() && *json {
+                print_line("[]");
+                return Ok(EXIT_OK);
+            }
             if !config.state.exists() {
                 say(format!(
                     "No editions yet ({} does not exist).",
@@ -490,6 +511,32 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             }
             let store = Store::connect(&config.state)?;
             let editions = store.editions(if *limit == 0 { usize::MAX } else { *limit })?;
+            if *json {
+                let ts = |t: chrono::DateTime<chrono::Utc>| crate::store::ts(t);
+                let list: Vec<serde_json::Value> = editions
+                    .iter()
+                    .map(|e| {
+                        let deliveries: serde_json::Map<String, serde_json::Value> = e
+                            .deliveries
+                            .iter()
+                            .map(|(s, n)| (s.clone(), (*n).into()))
+                            .collect();
+                        serde_json::json!({
+                            "digest": e.edition.digest,
+                            "audience": e.edition.audience,
+                            "number": e.edition.number,
+                            "scheduled_for": ts(e.edition.scheduled_for),
+                            "created_at": ts(e.edition.created_at),
+                            "finished_at": e.edition.finished_at.map(ts),
+                            "essays": e.essays,
+                            "replies": e.replies,
+                            "deliveries": deliveries,
+                        })
+                    })
+                    .collect();
+                print_line(&serde_json::to_string_pretty(&list)?);
+                return Ok(EXIT_OK);
+            }
             if editions.is_empty() {
                 say("No editions yet.".into());
             }

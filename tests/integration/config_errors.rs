@@ -272,3 +272,45 @@ fn completions_and_the_man_page_come_from_the_command_definitions() {
     std::fs::remove_file(site.path("config.toml")).unwrap();
     assert_eq!(site.gazette(&["man"]).code, 0);
 }
+
+#[test]
+fn check_json_reports_validity_errors_and_counts_for_scripts() {
+    let site = Site::new();
+    let ok = site.gazette(&["check", "--json"]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let v: serde_json::Value = serde_json::from_str(&ok.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["sources"], 1);
+    assert_eq!(v["digests"], 2);
+    assert_eq!(v["subscribers"], 3);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 0);
+    assert!(ok.stderr.is_empty(), "{}", ok.stderr);
+
+    // A broken config: the same errors as the text, with file and line, and exit 1.
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid/bad_cron.toml");
+    site.write("config.toml", &fs::read_to_string(fixture).unwrap());
+    let text = site.gazette(&["check"]);
+    let bad = site.gazette(&["check", "--json"]);
+    assert_eq!(bad.code, 1);
+    let v: serde_json::Value = serde_json::from_str(&bad.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    let errors: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(!errors.is_empty());
+    assert!(
+        errors.iter().any(|e| e.contains("config.toml:")),
+        "{errors:?}"
+    );
+    for e in &errors {
+        assert!(
+            text.stderr.contains(e),
+            "{e} is not in the text report:\n{}",
+            text.stderr
+        );
+    }
+}

@@ -596,6 +596,17 @@ fn gather_and_editions_report_what_happened() {
     let all = site.gazette(&["editions", "--limit", "0"]);
     assert_eq!(all.code, 0);
     assert_eq!(all.stdout, run.stdout);
+    // The same for scripts.
+    let json = site.gazette(&["editions", "--json"]);
+    assert_eq!(json.code, 0, "{json:?}");
+    let list: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let essays = list.iter().find(|e| e["digest"] == "essays").unwrap();
+    assert_eq!(essays["number"], 1);
+    assert_eq!(essays["essays"], 3);
+    assert_eq!(essays["deliveries"]["sent"], 2);
+    assert!(essays["finished_at"].is_string());
 }
 
 #[test]
