@@ -189,9 +189,13 @@ pub struct SendArgs {
     /// Render everything and print a summary; write no database rows and no files.
     #[arg(long, conflicts_with_all = ["preview", "to"])]
     pub dry_run: bool,
-    /// Write each copy's .eml, .html and .txt into DIR for inspection; record nothing.
+    /// Write each copy's .eml, .html and .txt into DIR for inspection, named
+    /// `<digest>-<edition>-<address>`; record nothing.
     #[arg(long, value_name = "DIR", conflicts_with = "to")]
     pub preview: Option<PathBuf>,
+    /// With --preview: only this subscriber's copies.
+    #[arg(long, value_name = "EMAIL", requires = "preview")]
+    pub subscriber: Option<String>,
     /// Send one test copy of each digest's next edition to ADDR; record nothing.
     #[arg(long, value_name = "ADDR")]
     pub to: Option<String>,
@@ -718,6 +722,7 @@ async fn send(
             digest: args.digest.clone(),
             resume_only: args.resume,
             stop: StopSignal::new(stop_rx, config.daemon.shutdown_grace),
+            only: args.subscriber.clone(),
             ..SendOptions::new(mode.clone(), Arc::new(Bar::new(quiet)))
         },
     )

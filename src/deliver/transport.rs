@@ -171,13 +171,32 @@ impl Transport {
                 Ok(format!("written to {}", path.display()))
             }
             Transport::Preview(dir) => {
-                let base = dir.join(&msg.file_stem);
+                // Named for the reader, not the hash: `essays-0003-ada@example.org.html`.
+                let edition = msg
+                    .file_stem
+                    .rsplit_once('-')
+                    .map_or(msg.file_stem.as_str(), |(e, _)| e);
+                let reader: String = msg
+                    .envelope_to
+                    .to_string()
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || "@._+-".contains(c) {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                let stem = format!("{edition}-{reader}");
+                let base = dir.join(&stem);
                 for (ext, bytes) in [
                     ("eml", msg.raw.as_slice()),
                     ("html", msg.html.as_bytes()),
                     ("txt", msg.text.as_bytes()),
                 ] {
-                    let path = base.with_extension(ext);
+                    // Not with_extension: the address's ".org" is no extension.
+                    let path = dir.join(format!("{stem}.{ext}"));
                     write_atomically(dir, &path, bytes).await?;
                 }
                 Ok(format!("previewed as {}.*", base.display()))

@@ -90,6 +90,8 @@ pub struct SendOptions {
     pub stop: StopSignal,
     /// Where delivery progress goes.
     pub progress: Arc<dyn Progress>,
+    /// Only this subscriber's copy (an address; for previews).
+    pub only: Option<String>,
 }
 
 impl SendOptions {
@@ -105,6 +107,7 @@ impl SendOptions {
             wait_for_retries: true,
             stop: StopSignal::never(),
             progress,
+            only: None,
         }
     }
 }
@@ -443,6 +446,9 @@ impl Run<'_> {
         let mut subscribers = store.active_subscribers(&digest.name)?;
         if !audience.is_empty() {
             subscribers.retain(|s| audience_of(digest, s) == audience);
+        }
+        if let Some(only) = &self.opts.only {
+            subscribers.retain(|s| s.email.eq_ignore_ascii_case(only));
         }
         if subscribers.is_empty() {
             return Ok(DigestOutcome::NoSubscribers {

@@ -278,13 +278,56 @@ fn preview_writes_parts_and_records_nothing_and_message_ids_repeat() {
     }
     // Rendering the same edition again — for real this time — gives the same Message-IDs.
     assert_eq!(site.gazette(&["send"]).code, 0);
-    let ids = |files: Vec<(String, Vec<u8>)>| -> BTreeSet<(String, String)> {
+    let ids = |files: &[(String, Vec<u8>)]| -> BTreeSet<String> {
         files
             .iter()
-            .map(|(n, b)| (n.clone(), Mail::parse(b).message_id))
+            .map(|(_, b)| Mail::parse(b).message_id)
             .collect()
     };
-    assert_eq!(ids(previews), ids(site.emls_in("outbox")));
+    assert_eq!(ids(&previews), ids(&site.emls_in("outbox")));
+    // Preview files are named for their reader.
+    let names: BTreeSet<String> = previews.iter().map(|(n, _)| n.clone()).collect();
+    assert!(
+        names.contains("essays-0001-ada@example.org.eml"),
+        "{names:?}"
+    );
+    for (name, bytes) in &previews {
+        let to = Mail::parse(bytes).to_addr;
+        assert!(
+            name.ends_with(&format!("-{to}.eml")),
+            "{name} is not {to}'s"
+        );
+    }
+}
+
+#[test]
+fn preview_of_one_subscriber_writes_only_their_copies() {
+    let site = Site::new();
+    let run = site.gazette(&[
+        "send",
+        "--preview",
+        "one",
+        "--subscriber",
+        "ADA@example.org",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let names: Vec<String> = site.emls_in("one").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "essays-0001-ada@example.org.eml",
+            "replies-0001-ada@example.org.eml"
+        ]
+    );
+    assert!(site.path("one/essays-0001-ada@example.org.html").is_file());
+    assert!(
+        !site.path("gazette.db").exists(),
+        "a preview records nothing"
+    );
+    // --subscriber means nothing without --preview: a usage error.
+    let run = site.gazette(&["send", "--subscriber", "ada@example.org"]);
+    assert_eq!(run.code, 64, "{run:?}");
+    assert!(!site.path("outbox").exists());
 }
 
 #[test]
