@@ -144,6 +144,11 @@ pub struct Delivery {
     pub retry_within_run: std::time::Duration,
     /// DKIM signing, if configured.
     pub dkim: Option<DkimSettings>,
+    /// The envelope sender (MAIL FROM, where bounces go); `None`: the From address.
+    pub return_path: Option<Address>,
+    /// VERP: each message's envelope sender is `<local>+<message>@<domain>`, naming the
+    /// message (its Message-ID's local part) so a bounce says whose delivery failed.
+    pub verp: bool,
 }
 
 /// The transport messages are handed to.
@@ -649,6 +654,8 @@ impl<'t> Validator<'t> {
                 "retry_base",
                 "retry_within_run",
                 "retry_for",
+                "return_path",
+                "verp",
                 "smtp",
                 "dkim",
             ],
@@ -1222,6 +1229,20 @@ impl<'t> Validator<'t> {
             .dkim
             .as_ref()
             .and_then(|d| self.dkim(d, resolve, from_domain));
+        let return_path = raw.return_path.as_ref().and_then(|r| {
+            match parse_address(r.get_ref()) {
+                Ok(a) if !a.user().contains('+') || !raw.verp.as_ref().is_some_and(|v| *v.get_ref()) => Some(a),
+                Ok(_) => {
+                    self.at_span(r, "`delivery.return_path`: with `verp = true` the address must have no `+` (Gazette adds `+<message>`)".into());
+                    None
+                }
+                Err(e) => {
+                    self.at_span(r, format!("`delivery.return_path`: \"{}\" is not an e-mail address ({e})", r.get_ref()));
+                    None
+                }
+            }
+        });
+        let verp = raw.verp.as_ref().is_some_and(|v| *v.get_ref());
         Some(Delivery {
             transport: transport?,
             concurrency,
@@ -1231,6 +1252,8 @@ impl<'t> Validator<'t> {
             retry_base,
             retry_within_run,
             dkim,
+            return_path,
+            verp,
         })
     }
 

@@ -108,6 +108,10 @@ pub(crate) struct RawDelivery {
     pub(crate) retry_base: Option<S>,
     /// Longest a `send` waits in-run for deferred messages to come due; default "2m".
     pub(crate) retry_within_run: Option<S>,
+    /// Envelope sender (where bounces go); default the From address.
+    pub(crate) return_path: Option<S>,
+    /// `bounces+<message>@domain`: each message's envelope sender names it.
+    pub(crate) verp: Option<Spanned<bool>>,
     pub(crate) smtp: Option<RawSmtp>,
     pub(crate) dkim: Option<RawDkim>,
 }

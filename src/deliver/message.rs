@@ -230,6 +230,35 @@ pub struct Addressing<'a> {
     /// The digest's own web archive (`archive = true`), for List-Archive; else
     /// `site.archive_url`.
     pub list_archive: Option<&'a str>,
+    /// The envelope sender (`delivery.return_path`); `None`: the From address.
+    pub return_path: Option<&'a lettre::Address>,
+    /// VERP: add `+<message>` to the envelope sender's local part.
+    pub verp: bool,
+}
+
+/// The envelope sender of a message with Message-ID `id`: `return_path` (or `from`),
+/// with VERP `<local>+<id's local part>@<domain>`, so a bounce names its message. An
+/// address that would pass the 64-character local-part limit is left without VERP.
+pub(crate) fn envelope_sender(
+    from: &lettre::Address,
+    return_path: Option<&lettre::Address>,
+    verp: bool,
+    id: &str,
+) -> lettre::Address {
+    let base = return_path.unwrap_or(from);
+    if !verp {
+        return base.clone();
+    }
+    let tag = id
+        .trim_start_matches('<')
+        .split('@')
+        .next()
+        .unwrap_or_default();
+    let local = format!("{}+{tag}", base.user());
+    if local.len() > 64 {
+        return base.clone();
+    }
+    lettre::Address::new(local, base.domain()).unwrap_or_else(|_| base.clone())
 }
 
 /// Builds the message for one recipient.
@@ -281,6 +310,7 @@ pub fn build_message(a: &Addressing<'_>, body: &Rendered) -> Result<Outgoing, Bu
             dkim: a.dkim,
             email: a.email,
             address,
+            envelope_from: envelope_sender(&a.site.from.email, a.return_path, a.verp, &id),
             id,
             file_stem: a.file_stem.clone(),
             text: body.text.clone(),
@@ -295,6 +325,7 @@ struct Parts<'a> {
     dkim: Option<&'a lettre::message::dkim::DkimConfig>,
     email: &'a str,
     address: lettre::Address,
+    envelope_from: lettre::Address,
     id: String,
     file_stem: String,
     text: String,
@@ -328,7 +359,7 @@ fn finish(
         file_stem: p.file_stem,
         message_id: p.id,
         to: p.email.to_owned(),
-        envelope_from: p.site.from.email.clone(),
+        envelope_from: p.envelope_from,
         envelope_to: p.address,
         raw: message.formatted(),
         html: p.html,
@@ -391,6 +422,7 @@ pub fn build_notice(n: Notice<'_>) -> Result<Outgoing, BuildError> {
             dkim: n.dkim,
             email: n.email,
             address,
+            envelope_from: n.site.from.email.clone(),
             id,
             file_stem: n.key.to_owned(),
             text: n.text,

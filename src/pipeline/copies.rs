@@ -25,6 +25,10 @@ pub(super) struct CopyMaker {
     pub(super) threads: Option<Vec<tera::Value>>,
     /// The digest's archive index, for List-Archive (`archive = true` with `[web]`).
     pub(super) list_archive: Option<String>,
+    /// The envelope sender (`delivery.return_path`), if not the From address.
+    pub(super) return_path: Option<lettre::Address>,
+    /// VERP envelope senders (`delivery.verp`).
+    pub(super) verp: bool,
 }
 
 /// Puts `value` into `ctx` under `key` without copying it (Context::insert would
@@ -239,6 +243,8 @@ impl CopyMaker {
                     .is_some()
                     .then_some(links.unsubscribe.as_str()),
                 list_archive: self.list_archive.as_deref(),
+                return_path: self.return_path.as_ref(),
+                verp: self.verp,
             },
             &body,
         )?)

@@ -817,6 +817,8 @@ impl Run<'_> {
                 .as_ref()
                 .filter(|_| digest.archive)
                 .map(|l| crate::web::archive_url(l.base(), &digest.name, None)),
+            return_path: self.config.delivery.return_path.clone(),
+            verp: self.config.delivery.verp,
         })
     }
 }

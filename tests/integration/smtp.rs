@@ -483,3 +483,65 @@ fn check_warns_when_smtp_mail_would_miss_what_gmail_and_yahoo_require() {
     let plain = Site::new();
     assert!(!plain.gazette(&["check"]).stderr.contains("warning:"));
 }
+
+#[test]
+fn the_envelope_sender_is_the_return_path_and_with_verp_names_each_message() {
+    // Default: the From address.
+    let server = CaptureServer::start();
+    let site = smtp_site(&server, "", "", 1);
+    assert_eq!(site.gazette(&["send", "--digest", "essays"]).code, 0);
+    assert_eq!(
+        server.messages()[0].mail_from,
+        "digest@longmargin.example.org"
+    );
+
+    // return_path alone.
+    let server = CaptureServer::start();
+    let site = smtp_site(
+        &server,
+        "",
+        "return_path = \"bounces@longmargin.example.org\"",
+        1,
+    );
+    assert_eq!(site.gazette(&["send", "--digest", "essays"]).code, 0);
+    assert_eq!(
+        server.messages()[0].mail_from,
+        "bounces@longmargin.example.org"
+    );
+
+    // VERP: bounces+<the Message-ID's local part>@domain, one per message.
+    let server = CaptureServer::start();
+    let site = smtp_site(
+        &server,
+        "",
+        "return_path = \"bounces@longmargin.example.org\"\nverp = true",
+        3,
+    );
+    let run = site.gazette(&["send", "--digest", "essays"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got = server.messages();
+    assert_eq!(got.len(), 3);
+    let mut senders = BTreeSet::new();
+    for c in &got {
+        let m = Mail::parse(&c.raw);
+        let tag = m.message_id.split('@').next().unwrap().to_owned();
+        assert!(tag.starts_with("essays.1."), "{tag}");
+        assert_eq!(c.mail_from, format!("bounces+{tag}@longmargin.example.org"));
+        senders.insert(c.mail_from.clone());
+    }
+    assert_eq!(senders.len(), 3, "one envelope sender per message");
+
+    // A return path that already has a +tag cannot take VERP's.
+    site.edit(
+        "config.toml",
+        "return_path = \"bounces@longmargin.example.org\"",
+        "return_path = \"bounces+x@longmargin.example.org\"",
+    );
+    let check = site.gazette(&["check"]);
+    assert_eq!(check.code, 1);
+    assert!(
+        check.stderr.contains("config.toml:") && check.stderr.contains("`delivery.return_path`"),
+        "{}",
+        check.stderr
+    );
+}
