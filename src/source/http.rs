@@ -14,42 +14,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 
-/// Limits and manners of the client, from `[http]` in the config.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpSettings {
-    /// Whole-request timeout (connect to last byte).
-    pub timeout: Duration,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Largest response body accepted, in bytes.
-    pub max_body_bytes: u64,
-    /// Retries after the first attempt for 5xx, 429, timeouts and resets.
-    pub retries: u32,
-    /// Longest Retry-After honoured; longer ones fail the fetch for this run.
-    pub max_retry_after: Duration,
-    /// Concurrent requests per host.
-    pub per_host: usize,
-    /// First backoff delay; doubled each retry, with jitter.
-    pub backoff: Duration,
-    /// Hosts (`host:port` for IP literals) whose private addresses may be fetched: those
-    /// of sources configured with `allow_private = true`.
-    pub private_ok: Vec<String>,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        HttpSettings {
-            timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-            max_body_bytes: 10 * 1024 * 1024,
-            retries: 3,
-            max_retry_after: Duration::from_secs(120),
-            per_host: 2,
-            backoff: Duration::from_millis(500),
-            private_ok: Vec::new(),
-        }
-    }
-}
+pub use crate::config::HttpSettings;
 
 /// What a previous fetch of a URL left behind, for a conditional request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
