@@ -682,19 +682,17 @@ fn store_copy_moves_the_sample_to_postgresql_and_back_and_send_resends_nothing()
 
     // SQLite → PostgreSQL, checked by counts; a second copy into it is refused.
     let url = pg.url("gazette");
-    let copy = run(
-        &site,
-        &[
-            "store",
-            "copy",
-            "--to",
-            &url,
-            "--password-env",
-            PASSWORD_ENV,
-            "--tls",
-            "off",
-        ],
-    );
+    let to_pg = [
+        "store",
+        "copy",
+        "--to",
+        &url,
+        "--password-env",
+        PASSWORD_ENV,
+        "--tls",
+        "off",
+    ];
+    let copy = run(&site, &to_pg);
     assert_eq!(copy.code, 0, "{}\n{}", copy.stdout, copy.stderr);
     eprintln!("{}", copy.stdout);
     assert_eq!(
@@ -703,19 +701,7 @@ fn store_copy_moves_the_sample_to_postgresql_and_back_and_send_resends_nothing()
         "{}",
         copy.stdout
     );
-    let again = run(
-        &site,
-        &[
-            "store",
-            "copy",
-            "--to",
-            &url,
-            "--password-env",
-            PASSWORD_ENV,
-            "--tls",
-            "off",
-        ],
-    );
+    let again = run(&site, &to_pg);
     assert_ne!(again.code, 0);
     assert!(again.stderr.contains("not empty"), "{}", again.stderr);
 
