@@ -3,14 +3,16 @@
 //! The pipeline runs one way, one module per stage (see ARCHITECTURE.md):
 //! [`config`] → [`source`] → [`store`] → [`edition`] → [`render`] → [`deliver`] → [`store`].
 //! [`pipeline`] drives the stages for one `send` or `gather`; [`daemon`] runs them on
-//! [`schedule`]s as a service; [`web`] is the subscribe / unsubscribe endpoint; [`cli`]
-//! is the command line.
+//! [`schedule`]s as a service; [`web`] is the subscribe / unsubscribe endpoint;
+//! [`inbound`] reads the bounces, complaints and mailto unsubscribes that come back;
+//! [`cli`] is the command line.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod edition;
+pub mod inbound;
 pub mod pipeline;
 pub mod render;
 pub mod schedule;

@@ -28,6 +28,8 @@ pub struct Status {
     pub follows: i64,
     /// Readers following at least one essay.
     pub following_readers: i64,
+    /// Mail read by `gazette inbound`, by kind.
+    pub inbound: crate::store::InboundCounts,
 }
 
 /// One digest.
@@ -205,8 +207,13 @@ pub fn status(config: &Config, now: DateTime<Utc>) -> Result<Status, StoreError>
         Some(s) => s.follow_figures()?,
         None => (0, 0),
     };
+    let inbound = match &store {
+        Some(s) => s.inbound_counts()?,
+        None => Default::default(),
+    };
     Ok(Status {
         at: now,
+        inbound,
         digests,
         sources,
         pending,

@@ -209,6 +209,10 @@ pub struct Listed {
     pub status: String,
     /// Where the entry came from: config, cli or web.
     pub origin: String,
+    /// Why it was suppressed when not by the reader's own choice: "complained", or the
+    /// failure a bounce reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Writes subscribers as CSV that [`read_csv`] reads back (plus status and origin).
@@ -315,6 +319,7 @@ mod tests {
             digests: e.digests.clone(),
             status: "active".into(),
             origin: "cli".into(),
+            reason: None,
         };
         let text = write_csv(std::slice::from_ref(&listed));
         let (back, bad) = read_csv(&text, &known());

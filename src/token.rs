@@ -25,6 +25,8 @@ pub enum Purpose {
     Preferences,
     /// Following one essay's conversation, and stopping (the token names the essay).
     Follow,
+    /// The unsubscribe tag in a `List-Unsubscribe` mailto address.
+    MailUnsubscribe,
 }
 
 impl Purpose {
@@ -34,6 +36,7 @@ impl Purpose {
             Purpose::Confirm => 2,
             Purpose::Preferences => 3,
             Purpose::Follow => 4,
+            Purpose::MailUnsubscribe => 5,
         }
     }
 }
@@ -163,6 +166,52 @@ impl Signer {
     }
 }
 
+/// Bytes of the HMAC kept in a mailto tag: 80 bits, as 20 hex digits, so the address
+/// stays under the 64-octet local-part limit and survives MTAs that lower-case it.
+const MAIL_TAG_BYTES: usize = 10;
+
+impl Signer {
+    /// The tag for a subscriber's mailto unsubscribe address for one digest,
+    /// `unsubscribe.<id>.<hex>`: lower-case letters, digits and dots only.
+    pub fn mail_tag(&self, subscriber: i64, digest: &str) -> String {
+        let tag = hmac::sign(
+            &self.key,
+            &message(subscriber, digest, Purpose::MailUnsubscribe),
+        );
+        let hex: String = tag.as_ref()[..MAIL_TAG_BYTES]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("unsubscribe.{subscriber}.{hex}")
+    }
+
+    /// The subscriber and digest a mailto tag was made for, trying each digest (the
+    /// address does not name it); `None` if the tag is not genuine.
+    pub fn verify_mail_tag(&self, tag: &str, digests: &[&str]) -> Option<Claims> {
+        let rest = tag.trim().to_ascii_lowercase();
+        let rest = rest.strip_prefix("unsubscribe.")?;
+        let (id, hex) = rest.split_once('.')?;
+        let subscriber: i64 = id.parse().ok().filter(|n| *n > 0)?;
+        if hex.len() != 2 * MAIL_TAG_BYTES || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        digests.iter().find_map(|digest| {
+            let want = self.mail_tag(subscriber, digest);
+            // Constant time over the whole tag: a difference anywhere costs the same.
+            let same = want
+                .bytes()
+                .zip(tag.trim().to_ascii_lowercase().bytes())
+                .fold(want.len() ^ tag.trim().len(), |acc, (a, b)| {
+                    acc | usize::from(a ^ b)
+                });
+            (same == 0).then(|| Claims {
+                subscriber,
+                digest: (*digest).to_owned(),
+            })
+        })
+    }
+}
+
 /// Makes the signed per-subscriber links of the web endpoint.
 #[derive(Debug, Clone)]
 pub struct Links {
@@ -190,6 +239,11 @@ impl Links {
     /// The signer behind the links.
     pub fn signer(&self) -> &Signer {
         &self.signer
+    }
+
+    /// The signer behind the links, shared.
+    pub fn shared_signer(&self) -> Arc<Signer> {
+        Arc::clone(&self.signer)
     }
 
     /// The endpoint's public address.
@@ -254,6 +308,45 @@ mod tests {
         assert!(t
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+
+    #[test]
+    fn a_mail_tag_names_its_reader_and_digest_and_cannot_be_forged() {
+        let s = signer();
+        let tag = s.mail_tag(42, "replies");
+        assert!(tag.starts_with("unsubscribe.42."), "{tag}");
+        assert!(tag.len() <= 40, "{tag}");
+        assert!(tag
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.'));
+        let digests = ["essays", "replies"];
+        assert_eq!(
+            s.verify_mail_tag(&tag, &digests),
+            Some(Claims {
+                subscriber: 42,
+                digest: "replies".into()
+            })
+        );
+        // An MTA that upper-cases the local part does not break it.
+        assert!(s
+            .verify_mail_tag(&tag.to_ascii_uppercase(), &digests)
+            .is_some());
+        // Another reader's id with this MAC, a changed digit, a cut tag, another key.
+        assert_eq!(
+            s.verify_mail_tag(&tag.replace(".42.", ".43."), &digests),
+            None
+        );
+        let mut bent = tag.clone().into_bytes();
+        let last = bent.len() - 1;
+        bent[last] = if bent[last] == b'0' { b'1' } else { b'0' };
+        assert_eq!(
+            s.verify_mail_tag(&String::from_utf8(bent).unwrap(), &digests),
+            None
+        );
+        assert_eq!(s.verify_mail_tag(&tag[..tag.len() - 2], &digests), None);
+        assert_eq!(s.verify_mail_tag(&tag, &["essays"]), None);
+        let other = Signer::new(&[8u8; 32]).unwrap();
+        assert_eq!(other.verify_mail_tag(&tag, &digests), None);
     }
 
     #[test]

@@ -45,7 +45,11 @@ pub(super) fn check(config: &Config, json: bool, say: impl Fn(String)) -> anyhow
             view: &view,
             unsubscribe_url: match &config.web {
                 Some(w) => format!("{}/unsubscribe/sample-token", w.base_url),
-                None => crate::deliver::unsubscribe_mailto(&config.site, d),
+                None => crate::deliver::unsubscribe_mailto(
+                    config.inbound_address(),
+                    &d.name,
+                    Some("unsubscribe.1.sample"),
+                ),
             },
             preferences_url: config
                 .web

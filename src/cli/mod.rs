@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 mod check;
 mod editions;
 mod follows;
+mod inbound;
 mod init;
 mod send;
 mod store;
@@ -45,6 +46,10 @@ pub const EXIT_UNDELIVERED: u8 = 3;
 /// missing argument): EX_USAGE of sysexits.h, never 2, which means "part of the input
 /// failed" here (clap's own default is 2).
 pub const EXIT_USAGE: u8 = 64;
+/// Exit code of `inbound` when a message could not be recorded (database or disk
+/// trouble, a broken config): EX_TEMPFAIL, so an MTA that piped it keeps it queued and
+/// tries again; from a Maildir it stays in new/.
+pub const EXIT_TEMPFAIL: u8 = 75;
 /// `send` stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
 pub const EXIT_SIGINT: u8 = 130;
 /// `send` stopped by SIGTERM: 128 + 15.
@@ -56,7 +61,7 @@ pub const EXIT_SIGTERM: u8 = 143;
     after_help = "Exit codes: 0 success; 1 error (bad config, template error, database trouble); \
 2 finished but part of the input failed (a source, whose items come later; or bad rows of an import); 3 finished but some messages were \
 deferred or failed (see `gazette editions`; deferred ones are retried by the next send); 64 the command line was wrong; \
-130/143 `send` stopped by SIGINT/SIGTERM.")]
+75 `inbound` could not record a message (kept for a retry); 130/143 `send` stopped by SIGINT/SIGTERM.")]
 pub struct Cli {
     /// Configuration file; relative paths inside it are resolved from its folder.
     #[arg(
@@ -171,6 +176,14 @@ pub enum Command {
         #[arg(long)]
         address: Option<String>,
     },
+    /// Read mail that came back: one message on stdin (an MTA pipe, procmail) or every
+    /// new message in a Maildir. A permanent bounce marks the reader bounced, temporary
+    /// ones do after `delivery.soft_bounce_limit` (3) within `soft_bounce_window` (30
+    /// days); a complaint (ARF) unsubscribes them as "complained"; a message to a
+    /// List-Unsubscribe mailto address takes them off that digest. Anything else is
+    /// counted and left alone. Exit 75 (EX_TEMPFAIL) if a message could not be
+    /// recorded: it is kept, and an MTA tries again.
+    Inbound(inbound::InboundArgs),
     /// List past editions with their delivery counts.
     Editions {
         /// How many editions to show, newest first; 0 shows them all.
@@ -208,9 +221,10 @@ pub struct SendArgs {
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    // A service logs what it does by default; one-off commands print their own summary.
+    // A service logs what it does by default, and so does `inbound` (one line per
+    // message, for the MTA's or cron's log); other commands print their own summary.
     let verbose = match cli.command {
-        Command::Run | Command::Serve => cli.verbose.max(1),
+        Command::Run | Command::Serve | Command::Inbound(_) => cli.verbose.max(1),
         _ => cli.verbose,
     };
     init_logging(verbose, cli.quiet, cli.log_format);
@@ -312,6 +326,10 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             } else {
                 eprintln!("error: {e}");
             }
+            // An MTA piping a bounce keeps it queued on 75 until the config is fixed.
+            if let Command::Inbound(_) = &cli.command {
+                return Ok(EXIT_TEMPFAIL);
+            }
             return Ok(EXIT_ERROR);
         }
     };
@@ -323,6 +341,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Follows { action } => follows::follows(&config, action, say),
         Command::Store { action } => store::store(&config, action, say),
         Command::Check { json } => check::check(&config, *json, say),
+        Command::Inbound(args) => Ok(inbound::inbound(&config, args, say)),
         Command::Send(args) => send::send(&config, args, cli.quiet, say).await,
         Command::Gather => {
             let mut store = Store::connect(&config.state)?;
@@ -404,6 +423,23 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
                     }
                     None => say("    last: no edition yet".into()),
                 }
+            }
+            if !st.inbound.kinds.is_empty() {
+                let kinds: Vec<String> = st
+                    .inbound
+                    .kinds
+                    .iter()
+                    .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
+                    .collect();
+                say(format!(
+                    "Inbound mail: {}{}.",
+                    kinds.join(", "),
+                    st.inbound
+                        .last_at
+                        .as_ref()
+                        .map(|t| format!(" (last read {})", when(t)))
+                        .unwrap_or_default()
+                ));
             }
             if st.follows > 0 {
                 say(format!(

@@ -65,7 +65,7 @@ pub(super) fn subscribers(
             }
             for s in &all {
                 say(format!(
-                    "{:<40} {:<13} {:<8} {:<20} {}{}",
+                    "{:<40} {:<13} {:<8} {:<20} {}{}{}",
                     s.email,
                     s.status,
                     s.origin,
@@ -78,6 +78,10 @@ pub(super) fn subscribers(
                     s.name
                         .as_deref()
                         .map(|n| format!("  ({n})"))
+                        .unwrap_or_default(),
+                    s.reason
+                        .as_deref()
+                        .map(|r| format!("  [{r}]"))
                         .unwrap_or_default(),
                 ));
             }

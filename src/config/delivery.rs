@@ -29,7 +29,15 @@ pub struct Delivery {
     /// VERP: each message's envelope sender is `<local>+<message>@<domain>`, naming the
     /// message (its Message-ID's local part) so a bounce says whose delivery failed.
     pub verp: bool,
+    /// Temporary delivery failures reported back (`gazette inbound`) within
+    /// `soft_bounce_window` after which a reader is marked bounced.
+    pub soft_bounce_limit: u32,
+    /// The window temporary failures are counted in.
+    pub soft_bounce_window: std::time::Duration,
 }
+
+/// Default `delivery.soft_bounce_window`: 30 days.
+const SOFT_BOUNCE_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// The transport messages are handed to.
 #[derive(Debug, Clone)]
@@ -224,6 +232,11 @@ impl Validator<'_> {
             "retry_for",
             std::time::Duration::from_secs(3 * 24 * 3600),
         );
+        let soft_bounce_window = take(
+            duration(&raw.soft_bounce_window, SOFT_BOUNCE_WINDOW),
+            "soft_bounce_window",
+            SOFT_BOUNCE_WINDOW,
+        );
         let concurrency = self
             .count(&raw.concurrency, "delivery.concurrency", 1)
             .map(|n| usize::try_from(n.min(256)).unwrap_or(256))
@@ -257,6 +270,11 @@ impl Validator<'_> {
             }
         });
         let verp = raw.verp.as_ref().is_some_and(|v| *v.get_ref());
+        // Three reported temporary failures in 30 days: a weekly digest's reader whose
+        // mailbox stays full for three weeks, a daily one's for three days in a month.
+        let soft_bounce_limit = self
+            .count(&raw.soft_bounce_limit, "delivery.soft_bounce_limit", 1)
+            .map_or(3, |n| u32::try_from(n).unwrap_or(u32::MAX));
         Some(Delivery {
             transport: transport?,
             concurrency,
@@ -268,6 +286,8 @@ impl Validator<'_> {
             dkim,
             return_path,
             verp,
+            soft_bounce_limit,
+            soft_bounce_window,
         })
     }
 

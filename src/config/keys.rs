@@ -162,6 +162,8 @@ impl Validator<'_> {
                 "retry_for",
                 "return_path",
                 "verp",
+                "soft_bounce_limit",
+                "soft_bounce_window",
                 "smtp",
                 "dkim",
             ],

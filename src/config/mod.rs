@@ -64,6 +64,27 @@ pub struct Config {
     pub web: Option<WebSettings>,
 }
 
+impl Config {
+    /// Where the secret that signs links and mailto unsubscribe tags comes from:
+    /// `[web]`'s, else `gazette.secret` beside the database (made on first use).
+    pub fn token_secret(&self) -> SecretSource {
+        self.web.as_ref().map_or_else(
+            || SecretSource::File(self.state_path.with_file_name("gazette.secret")),
+            |w| w.secret.clone(),
+        )
+    }
+
+    /// The address List-Unsubscribe's mailto goes to (before its tag): the envelope
+    /// sender, where bounces go too, so one mailbox collects everything `gazette
+    /// inbound` reads.
+    pub fn inbound_address(&self) -> &Address {
+        self.delivery
+            .return_path
+            .as_ref()
+            .unwrap_or(&self.site.from.email)
+    }
+}
+
 /// The `[daemon]` table and the per-source `gather_every` overrides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonSettings {

@@ -112,6 +112,10 @@ pub(crate) struct RawDelivery {
     pub(crate) return_path: Option<S>,
     /// `bounces+<message>@domain`: each message's envelope sender names it.
     pub(crate) verp: Option<Spanned<bool>>,
+    /// Temporary failures (DSNs) within `soft_bounce_window` that bounce a reader; default 3.
+    pub(crate) soft_bounce_limit: Option<Spanned<i64>>,
+    /// The window those are counted in; default "30days".
+    pub(crate) soft_bounce_window: Option<S>,
     pub(crate) smtp: Option<RawSmtp>,
     pub(crate) dkim: Option<RawDkim>,
 }

@@ -61,12 +61,18 @@ pub fn message_id(digest: &str, edition: i64, email: &str, from_domain: &str) ->
     format!("<{digest}.{edition}.{hash}@{from_domain}>")
 }
 
-/// The mailto: unsubscribe address for a digest (until the web endpoint exists).
-pub fn unsubscribe_mailto(site: &Site, digest: &Digest) -> String {
-    format!(
-        "mailto:{}?subject=unsubscribe%20{}",
-        site.from.email, digest.name
-    )
+/// The mailto: unsubscribe address for a digest: `to` (the envelope sender, where
+/// `gazette inbound` reads), carrying the reader's signed tag as `+unsubscribe.<id>.<mac>`
+/// when there is one, so a request names its reader and cannot be forged. A tag that
+/// would pass the 64-octet local-part limit is left off.
+pub fn unsubscribe_mailto(to: &lettre::Address, digest: &str, tag: Option<&str>) -> String {
+    let address = match tag {
+        Some(t) if to.user().len() + 1 + t.len() <= 64 => {
+            format!("{}+{t}@{}", to.user(), to.domain())
+        }
+        _ => to.to_string(),
+    };
+    format!("mailto:{address}?subject=unsubscribe%20{digest}")
 }
 
 /// Declares a simple unstructured header type.
@@ -232,6 +238,8 @@ pub struct Addressing<'a> {
     pub list_archive: Option<&'a str>,
     /// The envelope sender (`delivery.return_path`); `None`: the From address.
     pub return_path: Option<&'a lettre::Address>,
+    /// The reader's mailto: unsubscribe URL ([`unsubscribe_mailto`]), for List-Unsubscribe.
+    pub mailto: &'a str,
     /// VERP: add `+<message>` to the envelope sender's local part.
     pub verp: bool,
 }
@@ -292,7 +300,7 @@ pub fn build_message(a: &Addressing<'_>, body: &Rendered) -> Result<Outgoing, Bu
         .date(a.date.into())
         .message_id(Some(id.clone()))
         .header(ListId(list_id));
-    let mailto = unsubscribe_mailto(a.site, a.digest);
+    let mailto = a.mailto;
     builder = match a.one_click {
         // RFC 8058: the https URL, POSTed to with this body, unsubscribes at once.
         Some(url) => builder

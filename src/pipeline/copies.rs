@@ -29,6 +29,10 @@ pub(super) struct CopyMaker {
     pub(super) return_path: Option<lettre::Address>,
     /// VERP envelope senders (`delivery.verp`).
     pub(super) verp: bool,
+    /// Signs each reader's mailto unsubscribe tag.
+    pub(super) signer: Arc<crate::token::Signer>,
+    /// Where List-Unsubscribe's mailto goes (`Config::inbound_address`).
+    pub(super) inbound_address: lettre::Address,
 }
 
 /// Puts `value` into `ctx` under `key` without copying it (Context::insert would
@@ -53,19 +57,26 @@ pub(super) type Copy<'a> = (&'a SubscriberRow, Option<&'a [i64]>);
 struct CopyLinks {
     unsubscribe: String,
     preferences: Option<String>,
+    mailto: String,
 }
 
 impl CopyMaker {
     fn links_for(&self, s: &SubscriberRow) -> CopyLinks {
         let digest = &self.digest;
+        // Test copies (no subscriber row) get the untagged address.
+        let tag = (s.id > 0).then(|| self.signer.mail_tag(s.id, &digest.name));
+        let mailto =
+            deliver::unsubscribe_mailto(&self.inbound_address, &digest.name, tag.as_deref());
         match &self.links {
             Some(l) => CopyLinks {
                 unsubscribe: l.unsubscribe(s.id, &digest.name),
                 preferences: Some(l.preferences(s.id, &digest.name)),
+                mailto,
             },
             None => CopyLinks {
-                unsubscribe: deliver::unsubscribe_mailto(&self.site, digest),
+                unsubscribe: mailto.clone(),
                 preferences: None,
+                mailto,
             },
         }
     }
@@ -245,6 +256,7 @@ impl CopyMaker {
                 list_archive: self.list_archive.as_deref(),
                 return_path: self.return_path.as_ref(),
                 verp: self.verp,
+                mailto: &links.mailto,
             },
             &body,
         )?)

@@ -213,8 +213,8 @@ pub enum PipelineError {
     /// The DKIM key could not be used.
     #[error("cannot sign with the DKIM key: {0}")]
     Dkim(String),
-    /// The secret that signs unsubscribe links could not be used.
-    #[error("{0} (set in `[web]`: `secret_file` or `secret_env`)")]
+    /// The secret that signs unsubscribe links and mailto tags could not be used.
+    #[error("{0}; it signs unsubscribe links and mailto tags (choose it in `[web]`: `secret_file` or `secret_env`)")]
     Token(#[from] crate::token::TokenError),
     /// `--digest` named a digest the config does not define.
     #[error("no digest named `{name}` in the config; defined digests: {known}")]
@@ -314,6 +314,11 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         Mode::Deliver => Store::connect(&config.state)?,
         _ => Store::scratch_of(&config.state)?,
     };
+    // After the store: a folder that cannot be written is reported as the database's.
+    let signer = match &links {
+        Some(l) => l.shared_signer(),
+        None => Arc::new(crate::token::Signer::from_source(&config.token_secret())?),
+    };
     let gathered_at = time::now();
     store.sync_subscribers(&config.subscribers, gathered_at)?;
     let mut report = SendReport::default();
@@ -331,6 +336,7 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         transport: &transport,
         dkim,
         links,
+        signer,
         opts,
     };
     for digest in digests {
@@ -415,6 +421,7 @@ struct Run<'a> {
     transport: &'a Transport,
     dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
     links: Option<Links>,
+    signer: Arc<crate::token::Signer>,
     opts: &'a SendOptions,
 }
 
@@ -682,6 +689,8 @@ impl Run<'_> {
                 .map(|l| crate::web::archive_url(l.base(), &digest.name, None)),
             return_path: self.config.delivery.return_path.clone(),
             verp: self.config.delivery.verp,
+            signer: Arc::clone(&self.signer),
+            inbound_address: self.config.inbound_address().clone(),
         })
     }
 }

@@ -20,6 +20,7 @@ const TABLES: &[&str] = &[
     "edition_item",
     "delivery",
     "schedule_tick",
+    "inbound",
 ];
 
 /// Tables with an `id` key: read in id order, a page at a time.
@@ -30,6 +31,7 @@ const KEYED: &[&str] = &[
     "signup",
     "edition",
     "delivery",
+    "inbound",
 ];
 
 /// Rows per page read from the source.

@@ -23,7 +23,10 @@ const MIGRATE_CLASS: i64 = 0x475a_6d31;
 /// PostgreSQL migrations as (schema version reached, SQL). A new database gets the
 /// schema SQLite's first eight migrations build, in one step; each later version is
 /// added here and to SQLite's list under the same number.
-const PG_MIGRATIONS: &[(i64, &str)] = &[(8, include_str!("pg/schema8.sql"))];
+const PG_MIGRATIONS: &[(i64, &str)] = &[
+    (8, include_str!("pg/schema8.sql")),
+    (9, include_str!("pg/schema9.sql")),
+];
 
 /// This session's claim token and the lock behind it.
 pub(super) struct Session {

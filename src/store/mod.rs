@@ -23,6 +23,7 @@ mod content;
 mod copy;
 pub mod db;
 mod follows;
+mod inbound;
 mod instances;
 mod ledger;
 mod sqlite;
@@ -30,6 +31,7 @@ use sqlite::{migrate_sqlite, open_reason, refuse_empty};
 mod people;
 mod web_state;
 pub use follows::{EssayRef, Followed};
+pub use inbound::{InboundCounts, InboundEffect, InboundRow, SentCopy};
 pub use web_state::{Figures, Profile, Signup};
 
 const MIGRATIONS: &[&str] = &[
@@ -41,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema6.sql"),
     include_str!("schema7.sql"),
     include_str!("schema8.sql"),
+    include_str!("schema9.sql"),
 ];
 
 /// A store operation failed.

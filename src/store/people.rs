@@ -144,7 +144,8 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT s.email, s.name, COALESCE(s.chosen_timezone, s.timezone), s.status, s.origin,
                     COALESCE((SELECT group_concat(digest, ';') FROM
-                        (SELECT digest FROM subscription d WHERE d.subscriber_id = s.id ORDER BY digest) AS ds), '')
+                        (SELECT digest FROM subscription d WHERE d.subscriber_id = s.id ORDER BY digest) AS ds), ''),
+                    s.status_reason
              FROM subscriber s ORDER BY s.email",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -155,6 +156,7 @@ impl Store {
                 timezone: r.get(2)?,
                 status: r.get(3)?,
                 origin: r.get(4)?,
+                reason: r.get(6)?,
                 digests: digests
                     .split(';')
                     .filter(|d| !d.is_empty())

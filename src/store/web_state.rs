@@ -62,6 +62,8 @@ pub struct Figures {
     pub follows: i64,
     /// Readers following at least one essay.
     pub following_readers: i64,
+    /// Mail read by `gazette inbound`: (kind, messages).
+    pub inbound: Vec<(String, i64)>,
     /// Archive pages and feeds served since the endpoint started (set by the endpoint).
     pub archive_hits: u64,
 }
@@ -328,6 +330,7 @@ impl Store {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<std::result::Result<_, _>>()?;
         (f.follows, f.following_readers) = self.follow_figures()?;
+        f.inbound = self.inbound_counts()?.kinds;
         Ok(f)
     }
 }

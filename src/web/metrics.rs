@@ -139,6 +139,18 @@ pub fn render(f: &Figures) -> String {
     );
     o.sample("gazette_following_readers", &[], f.following_readers as f64);
     o.family(
+        "gazette_inbound_messages_total",
+        "counter",
+        "Mail read by `gazette inbound`, by what it was: bounce, soft_bounce, complaint, unsubscribe, forged, unmatched, other.",
+    );
+    for (kind, n) in &f.inbound {
+        o.sample(
+            "gazette_inbound_messages_total",
+            &[("kind", kind)],
+            *n as f64,
+        );
+    }
+    o.family(
         "gazette_archive_hits_total",
         "counter",
         "Archive pages and feeds served since the endpoint started.",

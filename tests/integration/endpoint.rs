@@ -588,6 +588,22 @@ async fn metrics_parse_as_prometheus_text_and_move_when_an_edition_is_sent() {
         ) > 1.7e9
     );
     assert!(after.contains("# TYPE gazette_editions_total counter"));
+
+    // Mail that came back is counted by kind: here a forged mailto unsubscribe.
+    let forged = b"From: <x@example.net>\r\nTo: digest+unsubscribe.1.00000000000000000000@longmargin.example.org\r\nSubject: unsubscribe\r\nMessage-ID: <forged-1@example.net>\r\n\r\nunsubscribe\r\n";
+    let run = crate::inbound::pipe(&site, forged, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (_, later) = get(&format!("{metrics}/metrics")).await;
+    assert_eq!(
+        value(
+            &scrape(&later),
+            "gazette_inbound_messages_total",
+            ("kind", "forged")
+        ),
+        1.0,
+        "{later}"
+    );
+    assert!(later.contains("# TYPE gazette_inbound_messages_total counter"));
 }
 
 #[test]

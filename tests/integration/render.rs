@@ -93,7 +93,7 @@ fn render(cfg: &Config, digest: usize, name: Option<&str>, tz: &str) -> Rendered
             timezone: tz.into(),
         },
         view: &v,
-        unsubscribe_url: gazette::deliver::unsubscribe_mailto(&cfg.site, d),
+        unsubscribe_url: gazette::deliver::unsubscribe_mailto(&cfg.site.from.email, &d.name, None),
         preferences_url: None,
         archive_url: None,
         public: false,

@@ -42,8 +42,17 @@ fn assert_well_formed(m: &Mail) {
     let list_id = m.list_id.as_deref().expect("List-Id");
     assert!(list_id.ends_with(".longmargin.example.org>"), "{list_id}");
     let unsub = m.list_unsubscribe.as_deref().expect("List-Unsubscribe");
+    // The mailto carries the reader's own signed tag, for `gazette inbound`.
+    let tagged = unsub
+        .strip_prefix("<mailto:digest+unsubscribe.")
+        .and_then(|t| t.split_once('@'))
+        .unwrap_or_else(|| panic!("{unsub}"));
+    let (id, mac) = tagged.0.split_once('.').unwrap();
+    assert!(id.parse::<i64>().is_ok() && mac.len() == 20, "{unsub}");
     assert!(
-        unsub.starts_with("<mailto:digest@longmargin.example.org?subject=unsubscribe"),
+        tagged
+            .1
+            .starts_with("longmargin.example.org?subject=unsubscribe%20"),
         "{unsub}"
     );
     let html = m.html.to_lowercase();
