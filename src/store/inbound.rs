@@ -102,43 +102,6 @@ impl Store {
             .optional()?)
     }
 
-    /// Whether a message with this key was read before.
-    pub fn inbound_seen(&self, key: &str) -> Result<bool> {
-        Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM inbound WHERE key = ?1)",
-            [key],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// Records one message read; false if its key was recorded already.
-    pub fn record_inbound(&mut self, row: &InboundRow<'_>, now: DateTime<Utc>) -> Result<bool> {
-        let n = self.conn.execute(
-            "INSERT INTO inbound (key, received_at, kind, subscriber_id, delivery_id, digest, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key) DO NOTHING",
-            params![
-                row.key,
-                ts(now),
-                row.kind,
-                row.subscriber,
-                row.delivery,
-                row.digest,
-                row.detail
-            ],
-        )?;
-        Ok(n > 0)
-    }
-
-    /// Temporary failures reported for a subscriber since `since`, once per delivery.
-    pub fn soft_bounces_since(&self, subscriber: i64, since: DateTime<Utc>) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(DISTINCT COALESCE(delivery_id, -id)) FROM inbound
-             WHERE subscriber_id = ?1 AND kind = 'soft_bounce' AND received_at >= ?2",
-            params![subscriber, ts(since)],
-            |r| r.get(0),
-        )?)
-    }
-
     /// Records one message read and applies what it asks, in one transaction: `None`
     /// if its key was recorded before (nothing is applied twice), else whether a
     /// subscriber changed. A soft bounce bounces the reader once `limit` deliveries
@@ -210,19 +173,6 @@ impl Store {
         };
         tx.commit()?;
         Ok(Some(changed))
-    }
-
-    /// The reason an address was suppressed, when it was not the reader's own choice.
-    pub fn status_reason(&self, email: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT status_reason FROM subscriber WHERE email = ?1",
-                [email],
-                |r| r.get::<_, Option<String>>(0),
-            )
-            .optional()?
-            .flatten())
     }
 
     /// Messages read by kind (all time) and when the newest was read.

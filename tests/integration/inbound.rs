@@ -43,9 +43,15 @@ fn site_on(postfix: &Postfix) -> Site {
 
 /// `gazette inbound` with `message` on stdin.
 pub fn pipe(site: &Site, message: &[u8], args: &[&str]) -> Run {
+    pipe_env(site, message, args, &[])
+}
+
+/// `gazette inbound` with `message` on stdin and extra environment variables.
+pub fn pipe_env(site: &Site, message: &[u8], args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gazette"))
         .arg("inbound")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(site.dir.path())
         .env_remove("GAZETTE_LOG")
         .stdin(Stdio::piped())
@@ -399,7 +405,7 @@ fn sample_sent(extra_delivery: &str) -> (Site, std::collections::BTreeMap<String
 }
 
 /// A fixture with its placeholders filled for one delivery.
-fn fixture(name: &str, rcpt: &str, message_id: &str) -> String {
+pub fn fixture(name: &str, rcpt: &str, message_id: &str) -> String {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/inbound")

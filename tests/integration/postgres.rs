@@ -79,6 +79,28 @@ fn scenario(site: &Site) -> Vec<String> {
     );
     step(&["retry", "--digest", "essays"], 0);
     step(&["subscribers", "export"], 0);
+    // Mail that comes back: ada's essays copy bounces; the list then says so.
+    let ada = site
+        .outbox_matching("essays-0001-")
+        .into_iter()
+        .find(|m| m.to_addr == "ada@example.org")
+        .expect("ada's first essays copy");
+    let bounce = crate::inbound::fixture(
+        "exim-bounce.eml",
+        "ada@example.org",
+        &format!("<{}>", ada.message_id),
+    );
+    for _ in 0..2 {
+        let r = crate::inbound::pipe_env(site, bounce.as_bytes(), &[], &[(PASSWORD_ENV, PASSWORD)]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        seen.push(format!("$ gazette inbound < bounce\n{}", r.stdout));
+    }
+    let r = run(site, &["subscribers", "list"]);
+    assert!(r.stdout.contains("[5.1.1 "), "{}", r.stdout);
+    seen.push(format!(
+        "$ gazette subscribers list\n{}",
+        regex_mask(&r.stdout)
+    ));
     seen
 }
 
