@@ -130,6 +130,16 @@ impl Signer {
         }
     }
 
+    /// A signer with a fresh random secret kept nowhere: for previews and test copies,
+    /// whose tags are never sent to a reader, so no secret file is made for them.
+    pub fn ephemeral() -> Result<Signer, TokenError> {
+        let mut secret = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut secret)
+            .map_err(|_| TokenError::Random)?;
+        Signer::new(&secret)
+    }
+
     /// The signer for a configured secret.
     pub fn from_source(source: &SecretSource) -> Result<Signer, TokenError> {
         match source {

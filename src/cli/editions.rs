@@ -59,12 +59,12 @@ pub(super) fn editions(
             .map(|(s, n)| format!("{n} {s}"))
             .collect();
         say(format!(
-            "{} #{:<3} {}  {} essays, {} replies  {}{}",
+            "{} #{:<3} {}  {}, {}  {}{}",
             e.edition.digest,
             e.edition.number,
             e.edition.created_at.format("%Y-%m-%d %H:%M UTC"),
-            e.essays,
-            e.replies,
+            super::count(usize::try_from(e.essays).unwrap_or(0), "essay", "essays"),
+            super::count(usize::try_from(e.replies).unwrap_or(0), "reply", "replies"),
             if counts.is_empty() {
                 "no deliveries".into()
             } else {

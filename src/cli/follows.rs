@@ -107,9 +107,9 @@ pub(super) fn follows(
             let readers: std::collections::BTreeSet<&str> =
                 all.iter().map(|(w, _)| w.as_str()).collect();
             say(format!(
-                "{} follows by {} readers.",
-                all.len(),
-                readers.len()
+                "{} by {}.",
+                super::count(all.len(), "follow", "follows"),
+                super::count(readers.len(), "reader", "readers")
             ));
             Ok(EXIT_OK)
         }

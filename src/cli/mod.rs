@@ -350,10 +350,10 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             for g in &outcomes {
                 match &g.result {
                     Ok(a) => say(format!(
-                        "source `{}`: {} new essays, {} new replies{}",
+                        "source `{}`: {}, {}{}",
                         g.source,
-                        a.essays,
-                        a.replies,
+                        count(a.essays, "new essay", "new essays"),
+                        count(a.replies, "new reply", "new replies"),
                         send::unplaced_note(a.unplaced as i64)
                     )),
                     Err(e) => {
@@ -443,8 +443,13 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             }
             if st.follows > 0 {
                 say(format!(
-                    "Follows: {} essays followed by {} readers.",
-                    st.follows, st.following_readers
+                    "Follows: {} followed by {}.",
+                    count(usize::try_from(st.follows).unwrap_or(0), "essay", "essays"),
+                    count(
+                        usize::try_from(st.following_readers).unwrap_or(0),
+                        "reader",
+                        "readers"
+                    )
                 ));
             }
             say("Sources:".into());
@@ -457,10 +462,18 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
                 match &s.last_error {
                     Some(e) => say(format!("  {}  last gather {last}: FAILED: {e}", s.name)),
                     None if s.last_gathered_at.is_some() => say(format!(
-                        "  {}  last gather {last}: ok ({} new essays, {} new replies{}){}",
+                        "  {}  last gather {last}: ok ({}, {}{}){}",
                         s.name,
-                        s.last_new.0,
-                        s.last_new.1,
+                        count(
+                            usize::try_from(s.last_new.0).unwrap_or(0),
+                            "new essay",
+                            "new essays"
+                        ),
+                        count(
+                            usize::try_from(s.last_new.1).unwrap_or(0),
+                            "new reply",
+                            "new replies"
+                        ),
                         send::unplaced_note(s.unplaced),
                         s.route
                             .as_ref()

@@ -102,7 +102,8 @@ pub(super) async fn send(
     if sent > 0 && matches!(mode, Mode::Deliver) {
         let secs = started.elapsed().as_secs_f64();
         say(format!(
-            "Sent {sent} messages in {secs:.2} s ({:.0} messages/s).",
+            "Sent {} in {secs:.2} s ({:.0} messages/s).",
+            count(sent, "message", "messages"),
             sent as f64 / secs.max(0.001)
         ));
     }
@@ -119,10 +120,10 @@ fn print_report(report: &SendReport, mode: &Mode, say: &impl Fn(String)) {
     for g in &report.gathered {
         match &g.result {
             Ok(a) => say(format!(
-                "Gathered `{}`: {} new essays, {} new replies{}.",
+                "Gathered `{}`: {}, {}{}.",
                 g.source,
-                a.essays,
-                a.replies,
+                count(a.essays, "new essay", "new essays"),
+                count(a.replies, "new reply", "new replies"),
                 unplaced_note(a.unplaced as i64)
             )),
             Err(e) => eprintln!(
@@ -152,8 +153,10 @@ fn print_report(report: &SendReport, mode: &Mode, say: &impl Fn(String)) {
             DigestOutcome::Delivered { digest, edition, resumed, essays, replies, tally } => {
                 let label = if *edition == 0 { "test copy".to_owned() } else { format!("edition #{edition}") };
                 let mut line = format!(
-                    "Digest `{digest}` {label}{}: {essays} essays, {replies} replies; {verb} {}",
+                    "Digest `{digest}` {label}{}: {}, {}; {verb} {}",
                     if *resumed { " (resumed)" } else { "" },
+                    count(*essays, "essay", "essays"),
+                    count(*replies, "reply", "replies"),
                     tally.sent,
                 );
                 if let Mode::Preview(dir) = mode {

@@ -86,7 +86,10 @@ pub(super) fn subscribers(
                 ));
             }
             let active = all.iter().filter(|s| s.status == "active").count();
-            say(format!("{} subscribers, {active} active.", all.len()));
+            say(format!(
+                "{}, {active} active.",
+                super::count(all.len(), "subscriber", "subscribers")
+            ));
             Ok(EXIT_OK)
         }
         SubscribersCmd::Add {

@@ -315,9 +315,15 @@ pub async fn send(config: &Config, opts: &SendOptions) -> Result<SendReport, Pip
         _ => Store::scratch_of(&config.state)?,
     };
     // After the store: a folder that cannot be written is reported as the database's.
-    let signer = match &links {
-        Some(l) => l.shared_signer(),
-        None => Arc::new(crate::token::Signer::from_source(&config.token_secret())?),
+    let signer = match (&links, config.token_secret()) {
+        (Some(l), _) => l.shared_signer(),
+        // A dry run, preview or test copy records nothing, not even a new secret.
+        (None, crate::config::SecretSource::File(p))
+            if !matches!(opts.mode, Mode::Deliver) && !p.exists() =>
+        {
+            Arc::new(crate::token::Signer::ephemeral()?)
+        }
+        (None, secret) => Arc::new(crate::token::Signer::from_source(&secret)?),
     };
     let gathered_at = time::now();
     store.sync_subscribers(&config.subscribers, gathered_at)?;

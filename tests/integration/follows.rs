@@ -208,7 +208,7 @@ fn the_follows_command_adds_lists_and_removes() {
     assert!(
         status
             .stdout
-            .contains("Follows: 1 essays followed by 1 readers."),
+            .contains("Follows: 1 essay followed by 1 reader."),
         "{}",
         status.stdout
     );

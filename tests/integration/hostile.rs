@@ -122,7 +122,7 @@ async fn comment_feeds_and_redirects_aimed_inside_are_never_fetched() {
     let (code, stdout, stderr) = gather(&site);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("13 new essays, 1 new replies"),
+        stdout.contains("13 new essays, 1 new reply"),
         "the source's own comment feed is read: {stdout}\n{stderr}"
     );
     let hits = inside.received_requests().await.unwrap_or_default();

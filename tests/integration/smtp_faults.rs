@@ -202,7 +202,7 @@ async fn a_550_5_1_1_fails_and_bounces_that_recipient_only() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout
-            .contains("edition #2: 1 essays, 0 replies; sent 2."),
+            .contains("edition #2: 1 essay, 0 replies; sent 2."),
         "{}",
         run.stdout
     );

@@ -282,7 +282,7 @@ async fn a_comment_written_in_the_second_of_the_last_fetch_is_not_hidden_by_a_30
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         run.stdout.trim(),
-        "source `blog`: 0 new essays, 1 new replies",
+        "source `blog`: 0 new essays, 1 new reply",
         "the same-second comment"
     );
     assert_eq!(
@@ -374,7 +374,7 @@ async fn atom_threads_and_json_feed() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout
-            .contains("source `atom`: 1 new essays, 2 new replies"),
+            .contains("source `atom`: 1 new essay, 2 new replies"),
         "{}",
         run.stdout
     );
@@ -766,12 +766,12 @@ async fn hostile_sources_fail_alone_and_nothing_hostile_reaches_a_message() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("source `hostile`: 1 new essays"),
+        run.stdout.contains("source `hostile`: 1 new essay, "),
         "{}",
         run.stdout
     );
     assert!(
-        run.stdout.contains("source `latin1`: 1 new essays"),
+        run.stdout.contains("source `latin1`: 1 new essay, "),
         "{}",
         run.stdout
     );
@@ -862,7 +862,7 @@ async fn a_failing_comment_feed_does_not_block_the_essays() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         run.stdout.trim(),
-        "source `blog`: 2 new essays, 1 new replies"
+        "source `blog`: 2 new essays, 1 new reply"
     );
     assert!(run.stderr.contains("Comment feed failed"), "{}", run.stderr);
     assert!(

@@ -285,7 +285,7 @@ async fn site_wide_comment_feeds_with_comment_paging_place_and_thread_every_repl
         "{out}"
     );
     assert!(
-        out.contains("source `atom`: 2 new essays, 1 new replies"),
+        out.contains("source `atom`: 2 new essays, 1 new reply"),
         "{out}"
     );
     let essay_of = |text: &str| -> String {
@@ -354,8 +354,8 @@ async fn site_wide_comment_feeds_with_comment_paging_place_and_thread_every_repl
     let (code, out, err) = gather(&site);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("source `blog`: 1 new essays, 1 new replies\n")
-            || out.starts_with("source `blog`: 1 new essays, 1 new replies"),
+        out.contains("source `blog`: 1 new essay, 1 new reply\n")
+            || out.starts_with("source `blog`: 1 new essay, 1 new reply"),
         "{out}"
     );
     assert_eq!(essay_of("First on the new essay"), "Not Yet In The Feed");
@@ -559,7 +559,7 @@ async fn feeds_ordinary_readers_accept_parse_and_non_feeds_say_what_they_are() {
     assert_eq!(code, 2, "two sources fail, the others gather: {out}\n{err}");
     for name in ["json", "latin1", "utf16", "noversion"] {
         assert!(
-            out.contains(&format!("source `{name}`: 1 new essays")),
+            out.contains(&format!("source `{name}`: 1 new essay, ")),
             "{name}: {out}\n{err}"
         );
     }

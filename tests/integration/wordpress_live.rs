@@ -276,7 +276,7 @@ fn plain_permalinks_gather_the_same_items_as_pretty_ones() {
     let p = plain.post("Plain and closed", "<p>Still here.</p>");
     plain.comment(p, 0, "Dee", "Through ?feed=.");
     plain.clear_access_log();
-    assert_eq!(gather(&b), "source `wp`: 1 new essays, 1 new replies");
+    assert_eq!(gather(&b), "source `wp`: 1 new essay, 1 new reply");
     let log: Vec<String> = plain
         .access_log()
         .into_iter()
@@ -290,7 +290,7 @@ fn a_bulk_edit_giving_200_posts_one_modification_time_loses_no_new_post() {
     let wp = WordPress::start(Permalinks::Pretty);
     wp.php("for ($i = 0; $i < 200; $i++) { wp_insert_post(array('post_title' => \"Imported $i\", 'post_content' => 'x', 'post_status' => 'publish', 'post_author' => 1)); } return true;");
     let site = site_for(&wp, "");
-    assert_eq!(gather(&site), "source `wp`: 201 new essays, 1 new replies");
+    assert_eq!(gather(&site), "source `wp`: 201 new essays, 1 new reply");
     wp.php(
         r#"for ($i = 0; $i < 5; $i++) { wp_insert_post(array('post_title' => "Fresh $i", 'post_content' => 'y', 'post_status' => 'publish', 'post_author' => 1)); }
            global $wpdb;
@@ -344,7 +344,7 @@ fn with_the_rest_api_off_or_users_hidden_the_feeds_give_the_same_items_and_nothi
         wp.comment(before, old, "Bo", &format!("Late thread under {variant}."));
         assert_eq!(
             gather(&site),
-            "source `wp`: 1 new essays, 3 new replies",
+            "source `wp`: 1 new essay, 3 new replies",
             "nothing old again, through the {variant} fallback"
         );
         assert_eq!(
@@ -386,7 +386,7 @@ fn with_the_rest_api_off_or_users_hidden_the_feeds_give_the_same_items_and_nothi
     wp.option("gazette_no_users", "1");
     let p = wp.post("No users route", "<p>Hardened.</p>");
     wp.comment(p, 0, "Cy", "Under a hardened site.");
-    assert_eq!(gather(&site), "source `wp`: 1 new essays, 1 new replies");
+    assert_eq!(gather(&site), "source `wp`: 1 new essay, 1 new reply");
     assert_eq!(
         rows(
             &site,
