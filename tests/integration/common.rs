@@ -7,6 +7,14 @@ use std::process::Command;
 
 use mail_parser::{MessageParser, MimeHeaders};
 
+/// A loopback port nobody listens on now, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// A temporary copy of the shipped config.toml, templates/ and examples/.
 pub struct Site {
     pub dir: tempfile::TempDir,

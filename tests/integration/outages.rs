@@ -7,16 +7,10 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::free_port;
 use crate::common::Site;
 use crate::smtp::smtp_site_on_port;
 use crate::smtp_support::CaptureServer;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
 
 fn rows(site: &Site, sql: &str) -> Vec<(String, i64)> {
     let db = site.db();

@@ -3,6 +3,7 @@
 //! loopback port, password (SCRAM) authentication. Each test gets its own server, stopped
 //! when the guard drops.
 
+use crate::common::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,14 +43,6 @@ fn as_user(program: &Path) -> Command {
     } else {
         Command::new(program)
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running PostgreSQL server.

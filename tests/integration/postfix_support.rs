@@ -4,6 +4,7 @@
 //! daemon writing the delivery status notifications. Needs root (CI runs as root);
 //! scripts/test installs postfix when missing.
 
+use crate::common::free_port;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -13,14 +14,6 @@ use std::time::{Duration, Instant};
 pub struct Postfix {
     pub dir: tempfile::TempDir,
     pub port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs a postfix command; Postfix says why it failed only on a terminal, so its own
