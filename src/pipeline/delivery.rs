@@ -110,7 +110,10 @@ impl Run<'_> {
             // Several instances on one PostgreSQL: rows another instance holds are
             // waited for, so that if it dies they are taken over here and the edition
             // is finished by this `send`, not left owed.
-            let held = store.held_elsewhere(ed.id)?;
+            // After a paused pass the rows nobody holds are the ones this run could not
+            // send (they wait for the next); otherwise any owed row not ours means
+            // another pass: someone holds it, was reserving it, or died holding it.
+            let held = store.held_elsewhere(ed.id, tally.paused.is_some())?;
             if held > 0 {
                 if self.opts.stop.is_set() {
                     break;

@@ -357,20 +357,25 @@ impl Store {
         Ok(usize::try_from(due).unwrap_or(0) + stale)
     }
 
-    /// How many of an edition's rows other live instances hold (reserved or in
-    /// flight) on a shared store: a `send` that leaves before they are done could
-    /// leave them to an instance that then dies. Always 0 on SQLite.
-    pub fn held_elsewhere(&self, edition_id: i64) -> Result<usize> {
+    /// How many of an edition's owed rows this session does not hold, on a shared
+    /// store: a `send` that leaves while another instance holds some could leave them to
+    /// an instance that then dies. With `live_only`, only rows other live instances hold
+    /// (reserved or in flight) count; without, also rows nobody holds: ones a dead
+    /// instance left (its locks went between this run's last pass and now) and ones
+    /// being reserved at this moment (skipped as locked, not yet marked claimed), which
+    /// the next pass takes or finds held. Always 0 on SQLite.
+    pub fn held_elsewhere(&self, edition_id: i64, live_only: bool) -> Result<usize> {
         let Some(me) = self.session.as_ref().map(|s| s.token()) else {
             return Ok(0);
         };
         let n: i64 = self.conn.query_row(
             "SELECT COUNT(*) FROM delivery d WHERE d.edition_id = ?1
-               AND d.status IN ('pending', 'sending') AND d.claimed_by <> ?2
-               AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
-                     AND l.classid::bigint = ?3 AND l.objsubid = 2
-                     AND 'pg:' || l.objid::text = d.claimed_by)",
-            params![edition_id, me, super::instances::CLAIM_CLASS],
+               AND d.status IN ('pending', 'sending')
+               AND d.claimed_by IS DISTINCT FROM ?2
+               AND (NOT ?4 OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+                              AND l.classid::bigint = ?3 AND l.objsubid = 2
+                              AND 'pg:' || l.objid::text = d.claimed_by))",
+            params![edition_id, me, super::instances::CLAIM_CLASS, live_only],
             |r| r.get(0),
         )?;
         Ok(usize::try_from(n).unwrap_or(0))
