@@ -350,11 +350,9 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
             for g in &outcomes {
                 match &g.result {
                     Ok(a) => say(format!(
-                        "source `{}`: {}, {}{}",
+                        "source `{}`: {}",
                         g.source,
-                        count(a.essays, "new essay", "new essays"),
-                        count(a.replies, "new reply", "new replies"),
-                        send::unplaced_note(a.unplaced as i64)
+                        send::gathered(a.essays as i64, a.replies as i64, a.unplaced as i64)
                     )),
                     Err(e) => {
                         failed += 1;
@@ -462,19 +460,9 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
                 match &s.last_error {
                     Some(e) => say(format!("  {}  last gather {last}: FAILED: {e}", s.name)),
                     None if s.last_gathered_at.is_some() => say(format!(
-                        "  {}  last gather {last}: ok ({}, {}{}){}",
+                        "  {}  last gather {last}: ok ({}){}",
                         s.name,
-                        count(
-                            usize::try_from(s.last_new.0).unwrap_or(0),
-                            "new essay",
-                            "new essays"
-                        ),
-                        count(
-                            usize::try_from(s.last_new.1).unwrap_or(0),
-                            "new reply",
-                            "new replies"
-                        ),
-                        send::unplaced_note(s.unplaced),
+                        send::gathered(s.last_new.0, s.last_new.1, s.unplaced),
                         s.route
                             .as_ref()
                             .map(|r| format!("; on its fallback: {r}"))

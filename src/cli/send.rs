@@ -120,11 +120,9 @@ fn print_report(report: &SendReport, mode: &Mode, say: &impl Fn(String)) {
     for g in &report.gathered {
         match &g.result {
             Ok(a) => say(format!(
-                "Gathered `{}`: {}, {}{}.",
+                "Gathered `{}`: {}.",
                 g.source,
-                count(a.essays, "new essay", "new essays"),
-                count(a.replies, "new reply", "new replies"),
-                unplaced_note(a.unplaced as i64)
+                gathered(a.essays as i64, a.replies as i64, a.unplaced as i64)
             )),
             Err(e) => eprintln!(
                 "error: source `{}` failed, its items will come in a later edition: {e}",
@@ -293,6 +291,17 @@ fn print_failures(failed: &[(String, String)]) {
             eprintln!("  {n} × {why}");
         }
     }
+}
+
+/// "2 new essays, 1 new reply" and the unplaced note: what one gather brought.
+pub(super) fn gathered(essays: i64, replies: i64, unplaced: i64) -> String {
+    let n = |v: i64| usize::try_from(v).unwrap_or(0);
+    format!(
+        "{}, {}{}",
+        count(n(essays), "new essay", "new essays"),
+        count(n(replies), "new reply", "new replies"),
+        unplaced_note(unplaced)
+    )
 }
 
 /// ", N replies not placed yet" where a source holds replies waiting for their essay.
