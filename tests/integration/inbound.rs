@@ -13,6 +13,11 @@ use crate::postfix_support::Postfix;
 /// to ghost (no such mailbox; essays), ada (both digests) and carmen (both).
 fn site_on(postfix: &Postfix) -> Site {
     let site = Site::new();
+    configure(&site, postfix.port);
+    site
+}
+
+fn configure(site: &Site, port: u16) {
     let cfg = site.read("config.toml");
     let cut = cfg.find("[[subscriber]]").unwrap();
     let mut cfg = cfg[..cut].to_owned();
@@ -27,8 +32,7 @@ fn site_on(postfix: &Postfix) -> Site {
         .to_owned();
     cfg = cfg.replace(&line, "transport = \"smtp\"\nverp = true");
     cfg.push_str(&format!(
-        "\n[delivery.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"10s\"\n\n",
-        postfix.port
+        "\n[delivery.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout = \"10s\"\n\n"
     ));
     cfg.push_str(
         "[[subscriber]]\nemail = \"ghost@gazette.test\"\ndigests = [\"essays\"]\n\n\
@@ -38,7 +42,6 @@ fn site_on(postfix: &Postfix) -> Site {
     site.write("config.toml", &cfg);
     let check = site.gazette(&["check"]);
     assert_eq!(check.code, 0, "{}{}\n{cfg}", check.stdout, check.stderr);
-    site
 }
 
 /// `gazette inbound` with `message` on stdin.
@@ -661,4 +664,98 @@ fn a_message_that_cannot_be_recorded_is_kept_with_exit_75() {
     let run = site.gazette(&["inbound", "--maildir", "examples"]);
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("is not a Maildir"), "{}", run.stderr);
+}
+
+#[test]
+fn postfix_pipes_a_bounce_straight_into_gazette_inbound_as_the_readme_says() {
+    use std::os::unix::process::CommandExt;
+    // The README's recipe: a pipe(8) service running `gazette … inbound --recipient
+    // ${original_recipient}` as an unprivileged user, and transport_maps sending the
+    // bounce address to it.
+    let site = Site::new();
+    let config = site.path("config.toml");
+    // A copy the pipe's user can run wherever the checkout lives (CI's may be in a
+    // folder only root may enter).
+    let bin = site.path("bin/gazette");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_gazette"), &bin).unwrap();
+    let argv = format!(
+        "{} -c {} inbound --recipient ${{original_recipient}}",
+        bin.display(),
+        config.display()
+    );
+    let postfix = Postfix::start_piping(&["ada"], Some(("news@gazette.test", &argv)));
+    configure(&site, postfix.port);
+    // The publication belongs to the user the pipe runs as (`nobody` here).
+    let owned = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(site.dir.path())
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    // The site's tempdir is 0700: its new owner must be able to enter it.
+    let open = Command::new("chmod")
+        .arg("755")
+        .arg(site.dir.path())
+        .status()
+        .unwrap();
+    assert!(open.success());
+    let sent = Command::new(&bin)
+        .args(["send"])
+        .current_dir(site.dir.path())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    // Postfix bounces ghost@, its bounce daemon mails the DSN to the VERP address, and
+    // the pipe hands it to Gazette: ghost is bounced with nobody running anything.
+    let started = std::time::Instant::now();
+    loop {
+        postfix.settle();
+        if status_of(&site, "ghost@gazette.test").0 == "bounced" {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "ghost was not bounced; Postfix log:\n{}",
+            read(&postfix.log())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let log = read(&postfix.log());
+    assert!(
+        log.lines().any(|l| l.contains("to=<news+essays.1.")
+            && l.contains("relay=gazette")
+            && l.contains("status=sent")),
+        "{log}"
+    );
+    // carmen@ has no mailbox here either: her essays copy bounces too. (Her replies
+    // copy may never be sent: when her first bounce is piped in while the send is still
+    // running, the send skips her.) Every DSN Postfix piped is one row.
+    let started = std::time::Instant::now();
+    while status_of(&site, "carmen@gazette.test").0 != "bounced" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{}",
+            read(&postfix.log())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    postfix.settle();
+    let piped = read(&postfix.log())
+        .lines()
+        .filter(|l| l.contains("relay=gazette") && l.contains("status=sent"))
+        .count();
+    assert!(piped >= 2, "{}", read(&postfix.log()));
+    assert_eq!(site.count("SELECT COUNT(*) FROM inbound"), piped as i64);
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM inbound WHERE kind = 'bounce'"),
+        piped as i64
+    );
+    assert_eq!(status_of(&site, "ada@gazette.test").0, "active");
 }

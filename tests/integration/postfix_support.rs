@@ -37,6 +37,12 @@ fn postfix(conf: &Path, args: &[&str], log: &Path) {
 impl Postfix {
     /// Starts Postfix with a Maildir for each of `mailboxes` (local parts at gazette.test).
     pub fn start(mailboxes: &[&str]) -> Postfix {
+        Postfix::start_piping(mailboxes, None)
+    }
+
+    /// The same, with mail to `pipe.0` (and its `+` extensions) handed to the command
+    /// `pipe.1` by Postfix's pipe(8) as `nobody`, as the README tells an operator to.
+    pub fn start_piping(mailboxes: &[&str], pipe: Option<(&str, &str)>) -> Postfix {
         assert!(
             rustix::process::geteuid().is_root(),
             "the Postfix tests run Postfix itself, which needs root (CI runs as root)"
@@ -56,6 +62,13 @@ impl Postfix {
             .map(|m| format!("{m}@gazette.test {m}/\n"))
             .collect();
         std::fs::write(t.join("conf/vmailbox"), vmailbox).unwrap();
+        let transport = pipe
+            .map(|(address, _)| format!("{address} gazette:\n"))
+            .unwrap_or_default();
+        std::fs::write(t.join("conf/transport"), transport).unwrap();
+        let pipe_service = pipe
+            .map(|(_, argv)| format!("gazette   unix  - n n - - pipe user=nobody argv={argv}\n"))
+            .unwrap_or_default();
         let root = t.display();
         std::fs::write(
             t.join("conf/main.cf"),
@@ -79,6 +92,8 @@ virtual_mailbox_base = {root}/mail
 virtual_mailbox_maps = texthash:{root}/conf/vmailbox
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
+transport_maps = texthash:{root}/conf/transport
+gazette_destination_recipient_limit = 1
 recipient_delimiter = +
 # Accept unknown recipients, so that virtual(8) bounces them after the fact: the
 # delivery status notification a reader's dead mailbox causes at a remote MTA.
@@ -119,7 +134,7 @@ virtual   unix  - n n - - virtual
 anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
-"
+{pipe_service}"
             ),
         )
         .unwrap();
