@@ -55,6 +55,10 @@ fn run(config: &Config, args: &InboundArgs, say: &dyn Fn(String)) -> anyhow::Res
     };
     match &args.maildir {
         None => {
+            use std::io::IsTerminal as _;
+            if std::io::stdin().is_terminal() {
+                eprintln!("Reading one message from stdin (end it with Ctrl-D); for a Maildir use --maildir DIR.");
+            }
             let mut raw = Vec::new();
             std::io::stdin()
                 .lock()
