@@ -714,19 +714,7 @@ fn postfix_pipes_a_bounce_straight_into_gazette_inbound_as_the_readme_says() {
     );
     // Postfix bounces ghost@, its bounce daemon mails the DSN to the VERP address, and
     // the pipe hands it to Gazette: ghost is bounced with nobody running anything.
-    let started = std::time::Instant::now();
-    loop {
-        postfix.settle();
-        if status_of(&site, "ghost@gazette.test").0 == "bounced" {
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "ghost was not bounced; Postfix log:\n{}",
-            read(&postfix.log())
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_bounced(&site, &postfix, "ghost@gazette.test");
     let log = read(&postfix.log());
     assert!(
         log.lines().any(|l| l.contains("to=<news+essays.1.")
@@ -737,15 +725,7 @@ fn postfix_pipes_a_bounce_straight_into_gazette_inbound_as_the_readme_says() {
     // carmen@ has no mailbox here either: her essays copy bounces too. (Her replies
     // copy may never be sent: when her first bounce is piped in while the send is still
     // running, the send skips her.) Every DSN Postfix piped is one row.
-    let started = std::time::Instant::now();
-    while status_of(&site, "carmen@gazette.test").0 != "bounced" {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "{}",
-            read(&postfix.log())
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_bounced(&site, &postfix, "carmen@gazette.test");
     postfix.settle();
     let piped = read(&postfix.log())
         .lines()
@@ -758,4 +738,17 @@ fn postfix_pipes_a_bounce_straight_into_gazette_inbound_as_the_readme_says() {
         piped as i64
     );
     assert_eq!(status_of(&site, "ada@gazette.test").0, "active");
+}
+
+/// Waits (30 s at most) until Postfix's pipe has had `email` marked bounced.
+fn wait_bounced(site: &Site, postfix: &Postfix, email: &str) {
+    let started = std::time::Instant::now();
+    while status_of(site, email).0 != "bounced" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{email} was not bounced; Postfix log:\n{}",
+            read(&postfix.log())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
